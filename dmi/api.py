@@ -1,0 +1,89 @@
+"""``DiffusionMI``: the estimator behind bmi's ``IMutualInformationPointEstimator`` protocol."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from dmi.config import EstimatorConfig
+from dmi.data import DataError, validate_sample
+from dmi.diffusion import MIEstimate
+from dmi.training import fit
+
+
+class DiffusionMI:
+    """Diffusion (I-MMSE) MI estimator: trains on a split of the sample, estimates on the rest.
+
+    ``DiffusionMI(architecture="unified"|"moe", **hyperparameters)``; hyperparameters are
+    the fields of ``EstimatorConfig``. ``estimate`` returns the direct estimate (nats) unless
+    ``form="orthogonal"``.
+    """
+
+    def __init__(
+        self,
+        architecture: str = "unified",
+        test_fraction: float = 0.1,
+        form: str = "direct",
+        **hyperparameters: Any,
+    ) -> None:
+        self.config = EstimatorConfig.from_dict({"architecture": architecture, **hyperparameters})
+        if not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        if form not in ("direct", "orthogonal"):
+            raise ValueError(f"form must be 'direct' or 'orthogonal', got {form!r}")
+        self.test_fraction = test_fraction
+        self.form = form
+        self.module = None
+
+    def split(self, x, y) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Shuffle by the config's seed and hold out ``test_fraction`` for estimation."""
+        x, y = validate_sample(x, y, min_samples=4)
+        n_test = int(round(len(x) * self.test_fraction))
+        if n_test < 2 or len(x) - n_test < 2:
+            raise DataError(f"too few samples to split into training and test sets: {len(x)}")
+        order = np.random.default_rng(self.config.seed).permutation(len(x))
+        test, train = order[:n_test], order[n_test:]
+        return x[train], y[train], x[test], y[test]
+
+    def fit_and_estimate(self, x, y) -> tuple[MIEstimate, float]:
+        x_train, y_train, x_test, y_test = self.split(x, y)
+        start = time.perf_counter()
+        self.module, _ = fit(self.config, x_train, y_train)
+        train_seconds = time.perf_counter() - start
+        return self.module.estimate(x_test, y_test, seed=self.config.seed), train_seconds
+
+    def estimate(self, x, y) -> float:
+        est, _ = self.fit_and_estimate(x, y)
+        return est.mi if self.form == "direct" else est.mi_orthogonal
+
+    def estimate_with_info(self, x, y):
+        from bmi.interface import EstimateResult
+
+        start = time.perf_counter()
+        est, train_seconds = self.fit_and_estimate(x, y)
+        info = est.as_dict() | {"train_seconds": train_seconds, "form": self.form}
+        value = est.mi if self.form == "direct" else est.mi_orthogonal
+        return EstimateResult(
+            mi_estimate=value, time_in_seconds=time.perf_counter() - start, additional_information=info
+        )
+
+    def parameters(self):
+        return _parameters_model()(**self.config.as_dict(), test_fraction=self.test_fraction, form=self.form)
+
+
+def _parameters_model():
+    """A pydantic model (bmi's base) with one field per hyperparameter, built once."""
+    global _PARAMS
+    if _PARAMS is None:
+        import pydantic
+        from bmi.interface import BaseModel
+
+        defaults = EstimatorConfig().as_dict() | {"test_fraction": 0.1, "form": "direct"}
+        fields = {name: (type(value), value) for name, value in defaults.items()}
+        _PARAMS = pydantic.create_model("DiffusionMIParameters", __base__=BaseModel, **fields)
+    return _PARAMS
+
+
+_PARAMS = None

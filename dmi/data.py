@@ -1,0 +1,144 @@
+"""Samples: validation, standardisation, and batches drawn by index from device tensors.
+
+The whole training set lives as one tensor on the training device; a batch is one
+gather by a random index, so there is no per-sample ``__getitem__`` or collate per step.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class DataError(ValueError):
+    """A sample that cannot be used; the message names the problem in one line."""
+
+
+def as_2d_float(name: str, values) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim == 1:
+        array = array.reshape(-1, 1)
+    if array.ndim != 2:
+        raise DataError(f"{name} must be a 2-D array (samples × features), got shape {array.shape}")
+    if array.shape[1] == 0:
+        raise DataError(f"{name} has no columns")
+    return array
+
+
+def validate_sample(x, y, min_samples: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Check a joint sample and return it as float64 arrays, or raise ``DataError``."""
+    x, y = as_2d_float("x", x), as_2d_float("y", y)
+    if x.shape[0] != y.shape[0]:
+        raise DataError(f"x and y have different numbers of samples: {x.shape[0]} vs {y.shape[0]}")
+    for name, array in (("x", x), ("y", y)):
+        bad = ~np.isfinite(array)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            kind = "NaN" if np.isnan(array[row, col]) else "inf"
+            raise DataError(f"{name} contains {kind} (first at row {row}, column {col})")
+    if x.shape[0] < min_samples:
+        raise DataError(f"too few samples: {x.shape[0]} (need at least {min_samples})")
+    for name, array in (("x", x), ("y", y)):
+        constant = np.flatnonzero(np.ptp(array, axis=0) == 0)
+        if constant.size:
+            raise DataError(f"{name} column {constant[0]} is constant: it carries no information")
+    return x, y
+
+
+class Standardizer:
+    """Per-column affine map fitted on training data only (MI is invariant to it)."""
+
+    def __init__(self, shift: np.ndarray, scale: np.ndarray) -> None:
+        self.shift = np.asarray(shift, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
+
+    @classmethod
+    def fit(cls, values: np.ndarray, method: str) -> "Standardizer":
+        if method == "none":
+            return cls(np.zeros(values.shape[1]), np.ones(values.shape[1]))
+        scale = values.std(axis=0)
+        return cls(values.mean(axis=0), np.where(scale > 0, scale, 1.0))
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        return (values - self.shift) / self.scale
+
+
+class TensorBatches:
+    """Shuffled batches of (x, y) drawn by index from tensors already on their device.
+
+    Drops the last partial batch so every step has the same shape.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int, seed: int = 0) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.x, self.y = x, y
+        self.batch_size = min(batch_size, x.shape[0])
+        self.seed = seed
+        self.epoch = 0
+
+    def to(self, device: torch.device) -> "TensorBatches":
+        self.x, self.y = self.x.to(device), self.y.to(device)
+        return self
+
+    def __len__(self) -> int:
+        return self.x.shape[0] // self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        generator = torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + self.epoch)
+        self.epoch += 1
+        order = torch.randperm(self.x.shape[0], generator=generator).to(self.x.device)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+class WholeSet:
+    """The validation set as one batch: estimation chunks it itself."""
+
+    def __init__(self, x: Tensor, y: Tensor) -> None:
+        self.x, self.y = x, y
+
+    def to(self, device: torch.device) -> "WholeSet":
+        self.x, self.y = self.x.to(device), self.y.to(device)
+        return self
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        yield self.x, self.y
+
+
+class SampleDataModule(pl.LightningDataModule):
+    """Preprocessed train / validation tensors, moved once to the trainer's device."""
+
+    def __init__(
+        self,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        x_val: np.ndarray | None,
+        y_val: np.ndarray | None,
+        batch_size: int,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        f32 = torch.float32
+        self.train = TensorBatches(torch.as_tensor(x_train, dtype=f32), torch.as_tensor(y_train, dtype=f32), batch_size, seed)
+        self.val = None if x_val is None else WholeSet(torch.as_tensor(x_val, dtype=f32), torch.as_tensor(y_val, dtype=f32))
+
+    def setup(self, stage: str) -> None:
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        self.train.to(device)
+        if self.val is not None:
+            self.val.to(device)
+
+    def train_dataloader(self) -> TensorBatches:
+        return self.train
+
+    def val_dataloader(self):
+        return self.val if self.val is not None else []

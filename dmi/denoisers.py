@@ -1,0 +1,112 @@
+"""Denoisers the estimator wraps: the exact Gaussian (oracle / base) and the learned one.
+
+Every denoiser is a module called as ``d(z, logsnr, y, y_present, segments=None) -> ε̂``
+with a ``thresholds`` attribute (log-SNR boundaries where it wants strata split). The
+estimator never asks anything else, so oracle, unified and mixture share one code path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+
+class GaussianDenoiser(nn.Module):
+    """Exact MMSE ε-denoisers of a jointly Gaussian (X, Y), unconditional and conditional.
+
+    ε̂(z)    = b·(a²Σxx + b²I)⁻¹ (z − a·μx)
+    ε̂(z, y) = b·(a²Σx|y + b²I)⁻¹ (z − a·μ(y)),   μ(y) = μx + ΣxyΣyy⁻¹(y − μy)
+    Inverses go through eigendecompositions computed once, so a batch with per-row
+    log-SNR costs two d×d matmuls per form.
+    """
+
+    thresholds: tuple[float, ...] = ()
+
+    def __init__(self, covariance: np.ndarray | Tensor, dim_x: int, mean: np.ndarray | Tensor | None = None) -> None:
+        super().__init__()
+        cov = torch.as_tensor(np.asarray(covariance), dtype=torch.float64)
+        n = cov.shape[0]
+        if cov.shape != (n, n) or not 0 < dim_x < n:
+            raise ValueError(f"covariance must be square with dim_x < its size, got {tuple(cov.shape)}")
+        mean_t = torch.zeros(n, dtype=torch.float64) if mean is None else torch.as_tensor(np.asarray(mean), dtype=torch.float64)
+        cov = 0.5 * (cov + cov.T)
+        sxx, sxy, syy = cov[:dim_x, :dim_x], cov[:dim_x, dim_x:], cov[dim_x:, dim_x:]
+        coef = torch.linalg.solve(syy, sxy.T).T  # Σxy Σyy⁻¹
+        s_cond = sxx - coef @ sxy.T
+        lx, ux = torch.linalg.eigh(sxx)
+        lc, uc = torch.linalg.eigh(0.5 * (s_cond + s_cond.T))
+        self.dim_x, self.dim_y = dim_x, n - dim_x
+        # Gaussian MI of the moments: ½ log det Σxx − ½ log det Σx|y.
+        self.gaussian_mi = float(0.5 * (torch.log(lx).sum() - torch.log(lc.clamp_min(1e-300)).sum()))
+        f32 = dict(dtype=torch.float32)
+        self.register_buffer("mean_x", mean_t[:dim_x].to(**f32))
+        self.register_buffer("mean_y", mean_t[dim_x:].to(**f32))
+        self.register_buffer("coef", coef.to(**f32))
+        self.register_buffer("eigvec_x", ux.to(**f32))
+        self.register_buffer("eigval_x", lx.clamp_min(0).to(**f32))
+        self.register_buffer("eigvec_c", uc.to(**f32))
+        self.register_buffer("eigval_c", lc.clamp_min(0).to(**f32))
+
+    @classmethod
+    def from_sample(cls, x: Tensor, y: Tensor, ridge: float = 1e-4) -> "GaussianDenoiser":
+        """Moments of a training sample (a small ridge keeps Σ invertible)."""
+        xy = torch.cat([x, y], dim=1).double().cpu()
+        mean = xy.mean(0)
+        centred = xy - mean
+        cov = centred.T @ centred / max(len(xy) - 1, 1)
+        cov = cov + ridge * torch.diag(cov).mean() * torch.eye(cov.shape[0], dtype=cov.dtype)
+        return cls(cov.numpy(), x.shape[1], mean.numpy())
+
+    @staticmethod
+    def _solve(r: Tensor, eigvec: Tensor, eigval: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        coords = (r @ eigvec) * (b / (a * a * eigval + b * b))
+        return coords @ eigvec.T
+
+    def forward(
+        self,
+        z: Tensor,
+        logsnr: Tensor,
+        y: Tensor,
+        y_present: Tensor,
+        segments: tuple[int, ...] | None = None,
+    ) -> Tensor:
+        alpha = logsnr.reshape(-1, 1)
+        a, b = torch.sigmoid(alpha).sqrt(), torch.sigmoid(-alpha).sqrt()
+        eps_u = self._solve(z - a * self.mean_x, self.eigvec_x, self.eigval_x, a, b)
+        mu_y = self.mean_x + (y - self.mean_y) @ self.coef.T
+        eps_c = self._solve(z - a * mu_y, self.eigvec_c, self.eigval_c, a, b)
+        present = y_present.reshape(-1, 1).to(z.dtype)
+        return present * eps_c + (1 - present) * eps_u
+
+
+class Denoiser(nn.Module):
+    """A learned ε-denoiser: an inner network, optionally on top of a Gaussian base.
+
+    With a base, ε̂ = ε̂_Gauss + sqrt(σ(−α))·net(...), the net's output starting at zero:
+    at initialisation the estimator returns the Gaussian MI of the data and training
+    learns only what is non-Gaussian (../shared/notes/math.md).
+    """
+
+    def __init__(self, inner: nn.Module, base: GaussianDenoiser | None = None) -> None:
+        super().__init__()
+        self.inner = inner
+        self.base = base
+
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        return tuple(getattr(self.inner, "thresholds", ()))
+
+    def forward(
+        self,
+        z: Tensor,
+        logsnr: Tensor,
+        y: Tensor,
+        y_present: Tensor,
+        segments: tuple[int, ...] | None = None,
+    ) -> Tensor:
+        out = self.inner(z, logsnr, y, y_present, segments)
+        if self.base is None:
+            return out
+        scale = torch.sigmoid(-logsnr.reshape(-1, 1)).sqrt()
+        return self.base(z, logsnr, y, y_present) + scale * out

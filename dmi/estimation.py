@@ -1,0 +1,137 @@
+"""The training loss and the MI estimate, for any denoiser (oracle, unified, mixture).
+
+Both draw log-SNR stratified over the denoiser's strata (one stratum for a unified
+network, one per side of the threshold for a mixture of experts), so every expert gets a
+fixed share of rows and the weights stay right.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from dmi.diffusion import (
+    LogSNRProposal,
+    MIEstimate,
+    add_noise,
+    gaussian_entropy,
+    mean_and_stderr,
+    quantile_strata,
+    split_counts,
+)
+
+
+def check_thresholds(denoiser: nn.Module, proposal: LogSNRProposal) -> list[tuple[float, float]]:
+    """Quantile strata of the denoiser; a threshold outside the sampled range is an error."""
+    thresholds = list(getattr(denoiser, "thresholds", ()))
+    for t in thresholds:
+        if not proposal.low < t < proposal.high:
+            raise ValueError(
+                f"snr_threshold {t} lies outside the sampled log-SNR range "
+                f"[{proposal.low:.3g}, {proposal.high:.3g}]: one expert would never be used"
+            )
+    return quantile_strata(proposal, thresholds)
+
+
+def denoising_loss(
+    denoiser: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    proposal: LogSNRProposal,
+    y_drop_prob: float = 0.5,
+) -> Tensor:
+    """ε-prediction MSE under the proposal, y dropped per sample with ``y_drop_prob``.
+
+    Rows are laid out stratum by stratum (equal counts), and each row is weighted by its
+    stratum's mass over its count, so the loss is unbiased for E_q[‖ε − ε̂‖²].
+    """
+    n = x.shape[0]
+    strata = check_thresholds(denoiser, proposal)
+    counts = split_counts(n, len(strata))
+    alpha, _ = proposal.stratified(counts, strata, device=x.device)
+    row_weight = torch.cat(
+        [torch.full((c,), (hi - lo) / c, device=x.device) for c, (lo, hi) in zip(counts, strata) if c]
+    )
+    eps = torch.randn_like(x)
+    y_present = (torch.rand(n, device=x.device) >= y_drop_prob).to(x.dtype)
+    z = add_noise(x, alpha, eps)
+    eps_hat = denoiser(z, alpha, y, y_present, tuple(counts))
+    per_row = (eps - eps_hat).pow(2).sum(dim=1)
+    return (row_weight * per_row).sum()
+
+
+@torch.no_grad()
+def estimate_mi(
+    denoiser: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    proposal: LogSNRProposal,
+    n_logsnr: int = 64,
+    rows_per_pass: int = 65536,
+    seed: int | None = None,
+) -> MIEstimate:
+    """Direct and orthogonal MI with standard errors, every point at every grid node.
+
+    A randomly shifted stratified grid of ``n_logsnr`` log-SNR nodes is shared by all
+    points; each point gets its own noise, the *same* for the unconditional and the
+    conditional prediction. The per-point integrals are i.i.d., so their standard error
+    over points is honest. ``seed`` fixes grid shifts and noise (common random numbers
+    make successive validations comparable); None draws from the global generator.
+    """
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must be 2-D with equal rows, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if n_logsnr < 1:
+        raise ValueError(f"n_logsnr must be >= 1, got {n_logsnr}")
+    strata = check_thresholds(denoiser, proposal)
+    device = x.device
+    grid_gen = noise_gen = None
+    if seed is not None:
+        grid_gen = torch.Generator().manual_seed(seed)
+        noise_gen = torch.Generator(device=device).manual_seed(seed)
+    counts = [max(c, 1) for c in split_counts(n_logsnr, len(strata))]
+    k = sum(counts)
+    n, d = x.shape
+    chunk = max(1, rows_per_pass // k)
+    direct, orth, nll_u, nll_c = [], [], [], []
+    for start in range(0, n, chunk):
+        xb, yb = x[start : start + chunk], y[start : start + chunk]
+        m = xb.shape[0]
+        # (k, m): every point at every node, with its own grid shift.
+        alpha, weight = proposal.stratified(counts, strata, m, generator=grid_gen, device=device)
+        # Rows ordered node-major, so the rows of one stratum are contiguous.
+        a_rows = alpha.reshape(-1)
+        x_rows, y_rows = xb.repeat(k, 1), yb.repeat(k, 1)
+        eps = torch.randn(x_rows.shape, device=device, dtype=x.dtype, generator=noise_gen)
+        z = add_noise(x_rows, a_rows, eps)
+        segments = tuple(c * m for c in counts)
+        present = torch.ones(k * m, device=device, dtype=x.dtype)
+        eps_u = denoiser(z, a_rows, y_rows, present * 0, segments)
+        eps_c = denoiser(z, a_rows, y_rows, present, segments)
+        mse_u = (eps - eps_u).pow(2).sum(1).reshape(k, m).double()
+        mse_c = (eps - eps_c).pow(2).sum(1).reshape(k, m).double()
+        gap_orth = (eps_u - eps_c).pow(2).sum(1).reshape(k, m).double()
+        w = weight.double()
+        ref = d * torch.sigmoid(alpha.double())
+        direct.append(0.5 * (w * (mse_u - mse_c)).sum(0))
+        orth.append(0.5 * (w * gap_orth).sum(0))
+        nll_u.append(0.5 * (w * (mse_u - ref)).sum(0))
+        nll_c.append(0.5 * (w * (mse_c - ref)).sum(0))
+    mi, mi_se = mean_and_stderr(torch.cat(direct))
+    mo, mo_se = mean_and_stderr(torch.cat(orth))
+    h = gaussian_entropy(d)
+    return MIEstimate(
+        mi=mi,
+        mi_orthogonal=mo,
+        mi_stderr=mi_se,
+        mi_orthogonal_stderr=mo_se,
+        nll_x=h + torch.cat(nll_u).mean().item(),
+        nll_x_given_y=h + torch.cat(nll_c).mean().item(),
+        n_points=n,
+        n_logsnr=k,
+    )
+
+
+def nats_to_bits(value: float) -> float:
+    return value / math.log(2)

@@ -1,0 +1,111 @@
+"""The Lightning module that trains either architecture and estimates MI with it."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor
+
+from dmi.config import EstimatorConfig
+from dmi.denoisers import Denoiser, GaussianDenoiser
+from dmi.diffusion import LogSNRProposal, MIEstimate
+from dmi.estimation import denoising_loss, estimate_mi
+from dmi.networks import MixtureOfExperts, ResidualMLP
+
+
+def build_denoiser(cfg: EstimatorConfig, dim_x: int, dim_y: int) -> Denoiser:
+    """The architecture is only which inner network the one ``Denoiser`` wraps."""
+
+    def net() -> ResidualMLP:
+        return ResidualMLP(dim_x, dim_y, cfg.model_dim, cfg.n_blocks)
+
+    inner = net() if cfg.architecture == "unified" else MixtureOfExperts(net(), net(), cfg.snr_threshold)
+    # Placeholder moments (identity) so checkpoints load into the right shapes.
+    base = GaussianDenoiser(np.eye(dim_x + dim_y), dim_x) if cfg.gaussian_base else None
+    return Denoiser(inner, base)
+
+
+class DiffusionMIModule(pl.LightningModule):
+    """Trains a denoiser on noisy x with and without y; validation logs NLL bounds and MI.
+
+    Hyperparameters are saved as plain values and the preprocessing and Gaussian-base
+    moments as buffers, so a checkpoint loads with ``weights_only=True``.
+    """
+
+    def __init__(self, dim_x: int, dim_y: int, **hparams: Any) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = EstimatorConfig.from_dict(hparams)
+        self.dim_x, self.dim_y = dim_x, dim_y
+        self.denoiser = build_denoiser(self.cfg, dim_x, dim_y)
+        self.proposal = LogSNRProposal(self.cfg.logsnr_loc, self.cfg.logsnr_scale, self.cfg.logsnr_clip)
+        for name, dim in (("x", dim_x), ("y", dim_y)):
+            self.register_buffer(f"{name}_shift", torch.zeros(dim, dtype=torch.float64))
+            self.register_buffer(f"{name}_scale", torch.ones(dim, dtype=torch.float64))
+
+    # -- set-up from the training sample ---------------------------------------------------
+    def set_preprocessing(self, x_shift, x_scale, y_shift, y_scale) -> None:
+        for name, value in (("x_shift", x_shift), ("x_scale", x_scale), ("y_shift", y_shift), ("y_scale", y_scale)):
+            getattr(self, name).copy_(torch.as_tensor(np.asarray(value), dtype=torch.float64))
+
+    def set_gaussian_base(self, x: Tensor, y: Tensor) -> None:
+        """Fit the linear-Gaussian base to the (preprocessed) training sample."""
+        if self.denoiser.base is not None:
+            self.denoiser.base.load_state_dict(GaussianDenoiser.from_sample(x, y).state_dict())
+
+    def preprocess(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        x = (x.to(self.x_shift.device, torch.float64) - self.x_shift) / self.x_scale
+        y = (y.to(self.y_shift.device, torch.float64) - self.y_shift) / self.y_scale
+        return x.float(), y.float()
+
+    # -- training ----------------------------------------------------------------------------
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        loss = denoising_loss(self.denoiser, x, y, self.proposal, self.cfg.y_drop_prob)
+        self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        est = estimate_mi(self.denoiser, x, y, self.proposal, self.cfg.val_n_logsnr, seed=0)
+        if not all(math.isfinite(v) for v in (est.mi, est.nll_x, est.nll_x_given_y)):
+            raise FloatingPointError("validation produced a non-finite MI or NLL: training diverged")
+        metrics = {
+            "val_nll_x": est.nll_x,
+            "val_nll_x_given_y": est.nll_x_given_y,
+            "val_loss": est.nll_x + est.nll_x_given_y,
+            "mi": est.mi,
+            "mi_orthogonal": est.mi_orthogonal,
+            "mi_stderr": est.mi_stderr,
+            "mi_orthogonal_stderr": est.mi_orthogonal_stderr,
+        }
+        self.log_dict(metrics, prog_bar=False, batch_size=x.shape[0])
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # A NaN loss must end the run as failed rather than train on garbage.
+        loss = self.trainer.callback_metrics.get("train_loss")
+        if loss is not None and not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()}: training diverged")
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.parameters(), lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay)
+        if self.cfg.lr_schedule == "constant":
+            return opt
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(self.cfg.max_steps, 1), eta_min=0.0)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # -- estimation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def estimate(self, x, y, n_logsnr: int | None = None, seed: int = 0) -> MIEstimate:
+        """MI of a raw (unpreprocessed) sample with the current weights."""
+        was_training = self.training
+        self.eval()
+        xt, yt = self.preprocess(torch.as_tensor(np.asarray(x)), torch.as_tensor(np.asarray(y)))
+        try:
+            return estimate_mi(self.denoiser, xt, yt, self.proposal, n_logsnr or self.cfg.n_logsnr, seed=seed)
+        finally:
+            self.train(was_training)
