@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from dmi.commands import COMMANDS
 
@@ -17,7 +17,9 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dmi", description="Diffusion (I-MMSE) mutual-information estimation.")
+    parser = argparse.ArgumentParser(
+        prog="dmi", description="Diffusion (I-MMSE) mutual-information estimation."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
@@ -37,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"dmi: error: {message}", file=sys.stderr)
         return 2
+    except FloatingPointError as exc:
+        print(f"dmi: training diverged: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("dmi: interrupted", file=sys.stderr)
         return 130

@@ -82,14 +82,14 @@ class EstimatorConfig:
             if not low < self.snr_threshold < high:
                 fail("snr_threshold", f"must lie inside the log-SNR range ({low:g}, {high:g})")
 
-    def replace(self, **changes: Any) -> "EstimatorConfig":
+    def replace(self, **changes: Any) -> EstimatorConfig:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "EstimatorConfig":
+    def from_dict(cls, values: dict[str, Any]) -> EstimatorConfig:
         """Build from a mapping; unknown keys are an error naming them."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)

@@ -6,7 +6,7 @@ gather by a random index, so there is no per-sample ``__getitem__`` or collate p
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import lightning.pytorch as pl
 import numpy as np
@@ -57,7 +57,7 @@ class Standardizer:
         self.scale = np.asarray(scale, dtype=np.float64)
 
     @classmethod
-    def fit(cls, values: np.ndarray, method: str) -> "Standardizer":
+    def fit(cls, values: np.ndarray, method: str) -> Standardizer:
         if method == "none":
             return cls(np.zeros(values.shape[1]), np.ones(values.shape[1]))
         scale = values.std(axis=0)
@@ -81,7 +81,7 @@ class TensorBatches:
         self.seed = seed
         self.epoch = 0
 
-    def to(self, device: torch.device) -> "TensorBatches":
+    def to(self, device: torch.device) -> TensorBatches:
         self.x, self.y = self.x.to(device), self.y.to(device)
         return self
 
@@ -103,7 +103,7 @@ class WholeSet:
     def __init__(self, x: Tensor, y: Tensor) -> None:
         self.x, self.y = x, y
 
-    def to(self, device: torch.device) -> "WholeSet":
+    def to(self, device: torch.device) -> WholeSet:
         self.x, self.y = self.x.to(device), self.y.to(device)
         return self
 
@@ -128,8 +128,14 @@ class SampleDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         f32 = torch.float32
-        self.train = TensorBatches(torch.as_tensor(x_train, dtype=f32), torch.as_tensor(y_train, dtype=f32), batch_size, seed)
-        self.val = None if x_val is None else WholeSet(torch.as_tensor(x_val, dtype=f32), torch.as_tensor(y_val, dtype=f32))
+        self.train = TensorBatches(
+            torch.as_tensor(x_train, dtype=f32), torch.as_tensor(y_train, dtype=f32), batch_size, seed
+        )
+        self.val = (
+            None
+            if x_val is None
+            else WholeSet(torch.as_tensor(x_val, dtype=f32), torch.as_tensor(y_val, dtype=f32))
+        )
 
     def setup(self, stage: str) -> None:
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")

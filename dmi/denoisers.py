@@ -23,13 +23,19 @@ class GaussianDenoiser(nn.Module):
 
     thresholds: tuple[float, ...] = ()
 
-    def __init__(self, covariance: np.ndarray | Tensor, dim_x: int, mean: np.ndarray | Tensor | None = None) -> None:
+    def __init__(
+        self, covariance: np.ndarray | Tensor, dim_x: int, mean: np.ndarray | Tensor | None = None
+    ) -> None:
         super().__init__()
         cov = torch.as_tensor(np.asarray(covariance), dtype=torch.float64)
         n = cov.shape[0]
         if cov.shape != (n, n) or not 0 < dim_x < n:
             raise ValueError(f"covariance must be square with dim_x < its size, got {tuple(cov.shape)}")
-        mean_t = torch.zeros(n, dtype=torch.float64) if mean is None else torch.as_tensor(np.asarray(mean), dtype=torch.float64)
+        mean_t = (
+            torch.zeros(n, dtype=torch.float64)
+            if mean is None
+            else torch.as_tensor(np.asarray(mean), dtype=torch.float64)
+        )
         cov = 0.5 * (cov + cov.T)
         sxx, sxy, syy = cov[:dim_x, :dim_x], cov[:dim_x, dim_x:], cov[dim_x:, dim_x:]
         coef = torch.linalg.solve(syy, sxy.T).T  # Σxy Σyy⁻¹
@@ -38,8 +44,9 @@ class GaussianDenoiser(nn.Module):
         lc, uc = torch.linalg.eigh(0.5 * (s_cond + s_cond.T))
         self.dim_x, self.dim_y = dim_x, n - dim_x
         # Gaussian MI of the moments: ½ log det Σxx − ½ log det Σx|y.
-        self.gaussian_mi = float(0.5 * (torch.log(lx).sum() - torch.log(lc.clamp_min(1e-300)).sum()))
         f32 = dict(dtype=torch.float32)
+        gaussian_mi = 0.5 * (torch.log(lx).sum() - torch.log(lc.clamp_min(1e-300)).sum())
+        self.register_buffer("gaussian_mi", gaussian_mi.to(torch.float64))
         self.register_buffer("mean_x", mean_t[:dim_x].to(**f32))
         self.register_buffer("mean_y", mean_t[dim_x:].to(**f32))
         self.register_buffer("coef", coef.to(**f32))
@@ -49,8 +56,12 @@ class GaussianDenoiser(nn.Module):
         self.register_buffer("eigval_c", lc.clamp_min(0).to(**f32))
 
     @classmethod
-    def from_sample(cls, x: Tensor, y: Tensor, ridge: float = 1e-4) -> "GaussianDenoiser":
-        """Moments of a training sample (a small ridge keeps Σ invertible)."""
+    def from_sample(cls, x: Tensor, y: Tensor, ridge: float = 1e-10) -> GaussianDenoiser:
+        """Moments of a training sample, in float64.
+
+        The ridge must stay far below the smallest conditional variance: at 14.5 nats that is
+        ~5e-7 of the marginal, so even 1e-4 would cap the Gaussian MI near 9 nats.
+        """
         xy = torch.cat([x, y], dim=1).double().cpu()
         mean = xy.mean(0)
         centred = xy - mean
@@ -88,10 +99,13 @@ class Denoiser(nn.Module):
     learns only what is non-Gaussian (../shared/notes/math.md).
     """
 
-    def __init__(self, inner: nn.Module, base: GaussianDenoiser | None = None) -> None:
+    def __init__(
+        self, inner: nn.Module, base: GaussianDenoiser | None = None, residual_scale: str = "noise"
+    ) -> None:
         super().__init__()
         self.inner = inner
         self.base = base
+        self.residual_scale = residual_scale
 
     @property
     def thresholds(self) -> tuple[float, ...]:
@@ -108,5 +122,15 @@ class Denoiser(nn.Module):
         out = self.inner(z, logsnr, y, y_present, segments)
         if self.base is None:
             return out
-        scale = torch.sigmoid(-logsnr.reshape(-1, 1)).sqrt()
+        alpha = logsnr.reshape(-1, 1)
+        import os
+
+        mode = os.environ.get("DMI_RS", self.residual_scale)
+        if mode == "noise":
+            scale = torch.sigmoid(-alpha).sqrt()
+        elif mode == "unit":
+            scale = torch.ones_like(alpha)
+        else:
+            cap = float(mode.split(":")[1])
+            scale = torch.sigmoid(-alpha.clamp(max=cap)).rsqrt()
         return self.base(z, logsnr, y, y_present) + scale * out

@@ -86,7 +86,7 @@ class LogSNRProposal:
         """
         cols = 1 if n_columns is None else n_columns
         alphas, weights = [], []
-        for count, (u_lo, u_hi) in zip(counts, bounds):
+        for count, (u_lo, u_hi) in zip(counts, bounds, strict=True):
             if count <= 0:
                 continue
             shift = torch.rand(1, cols, generator=generator, dtype=torch.float64)
@@ -106,7 +106,7 @@ class LogSNRProposal:
 def quantile_strata(proposal: LogSNRProposal, thresholds: list[float]) -> list[tuple[float, float]]:
     """Split the proposal's quantile range [0, 1] at the given log-SNR thresholds."""
     cuts = [0.0] + [proposal.cdf(t) for t in sorted(thresholds)] + [1.0]
-    return list(zip(cuts[:-1], cuts[1:]))
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
 
 
 def split_counts(total: int, n_strata: int) -> list[int]:

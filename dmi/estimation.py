@@ -52,7 +52,7 @@ def denoising_loss(
     counts = split_counts(n, len(strata))
     alpha, _ = proposal.stratified(counts, strata, device=x.device)
     row_weight = torch.cat(
-        [torch.full((c,), (hi - lo) / c, device=x.device) for c, (lo, hi) in zip(counts, strata) if c]
+        [torch.full((c,), (hi - lo) / c, device=x.device) for c, (lo, hi) in zip(counts, strata, strict=True) if c]
     )
     eps = torch.randn_like(x)
     y_present = (torch.rand(n, device=x.device) >= y_drop_prob).to(x.dtype)

@@ -49,7 +49,12 @@ class DiffusionMIModule(pl.LightningModule):
 
     # -- set-up from the training sample ---------------------------------------------------
     def set_preprocessing(self, x_shift, x_scale, y_shift, y_scale) -> None:
-        for name, value in (("x_shift", x_shift), ("x_scale", x_scale), ("y_shift", y_shift), ("y_scale", y_scale)):
+        for name, value in (
+            ("x_shift", x_shift),
+            ("x_scale", x_scale),
+            ("y_shift", y_shift),
+            ("y_scale", y_scale),
+        ):
             getattr(self, name).copy_(torch.as_tensor(np.asarray(value), dtype=torch.float64))
 
     def set_gaussian_base(self, x: Tensor, y: Tensor) -> None:
@@ -67,6 +72,10 @@ class DiffusionMIModule(pl.LightningModule):
         x, y = batch
         loss = denoising_loss(self.denoiser, x, y, self.proposal, self.cfg.y_drop_prob)
         self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        # A NaN loss ends the run as failed rather than training on garbage; checked every
+        # 50 steps (and at every validation) so the GPU is not synchronised each step.
+        if batch_idx % 50 == 0 and not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()}: training diverged")
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -85,18 +94,22 @@ class DiffusionMIModule(pl.LightningModule):
         }
         self.log_dict(metrics, prog_bar=False, batch_size=x.shape[0])
 
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # A NaN loss must end the run as failed rather than train on garbage.
-        loss = self.trainer.callback_metrics.get("train_loss")
-        if loss is not None and not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()}: training diverged")
-
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.parameters(), lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay)
+        opt = torch.optim.Adam(
+            self.parameters(), lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay
+        )
         if self.cfg.lr_schedule == "constant":
             return opt
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(self.cfg.max_steps, 1), eta_min=0.0)
+        # Cosine decay to the *trainer's* max_steps, read at every step: resuming with a
+        # larger budget stretches the one decay instead of starting a second cycle.
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, self._cosine_factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _cosine_factor(self, step: int) -> float:
+        total = self.cfg.max_steps
+        if self._trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
+            total = self.trainer.max_steps
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
     # -- estimation --------------------------------------------------------------------------
     @torch.no_grad()
@@ -104,7 +117,9 @@ class DiffusionMIModule(pl.LightningModule):
         """MI of a raw (unpreprocessed) sample with the current weights."""
         was_training = self.training
         self.eval()
-        xt, yt = self.preprocess(torch.as_tensor(np.asarray(x)), torch.as_tensor(np.asarray(y)))
+        xt, yt = self.preprocess(
+            torch.tensor(np.asarray(x, dtype=np.float64)), torch.tensor(np.asarray(y, dtype=np.float64))
+        )
         try:
             return estimate_mi(self.denoiser, xt, yt, self.proposal, n_logsnr or self.cfg.n_logsnr, seed=seed)
         finally:

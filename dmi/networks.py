@@ -21,9 +21,7 @@ class LogSNREmbedding(nn.Module):
         # Periods from ~0.5 to ~100 log-SNR units cover the [-20, 30] range we integrate.
         freqs = torch.exp(torch.linspace(math.log(1 / 16), math.log(4.0), n_frequencies))
         self.register_buffer("freqs", freqs, persistent=False)
-        self.mlp = nn.Sequential(
-            nn.Linear(2 * n_frequencies + 1, width), nn.SiLU(), nn.Linear(width, width)
-        )
+        self.mlp = nn.Sequential(nn.Linear(2 * n_frequencies + 1, width), nn.SiLU(), nn.Linear(width, width))
 
     def forward(self, logsnr: Tensor) -> Tensor:
         angles = logsnr.reshape(-1, 1) * self.freqs

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -87,7 +88,9 @@ def fit(
     x_train, y_train = validate_sample(x_train, y_train, min_samples=2)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     module = module or build_module(cfg, x_train, y_train)
-    px, py = (module.preprocess(torch.as_tensor(a), torch.as_tensor(b)) for a, b in [(x_train, y_train)]).__next__()
+    px, py = (
+        module.preprocess(torch.as_tensor(a), torch.as_tensor(b)) for a, b in [(x_train, y_train)]
+    ).__next__()
     vx = vy = None
     if x_val is not None:
         x_val, y_val = validate_sample(x_val, y_val, min_samples=2)
@@ -96,7 +99,9 @@ def fit(
     trainer = make_trainer(cfg, callbacks, val_every_n_steps, **trainer_kwargs)
     if vx is None:
         trainer.limit_val_batches = 0
-    trainer.fit(module, datamodule=data, ckpt_path=None if ckpt_path is None else str(ckpt_path), weights_only=True)
+    trainer.fit(
+        module, datamodule=data, ckpt_path=None if ckpt_path is None else str(ckpt_path), weights_only=True
+    )
     module.eval()
     return module, trainer
 

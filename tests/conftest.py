@@ -9,7 +9,8 @@ import pytest
 import torch
 
 os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread: tests run beside other processes on 2 cores, where OpenMP spinning thrashes.
+torch.set_num_threads(1)
 
 
 def gaussian_sample(cov: np.ndarray, dim_x: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,4 +26,10 @@ def weak_task_sample():
 
     spec = TaskSpec("multinormal", 3, 2.0)
     x, y = sample_task(spec, 14000, seed=0)
-    return {"x_train": x[:12000], "y_train": y[:12000], "x_test": x[12000:], "y_test": y[12000:], "mi": true_mi(spec)}
+    return {
+        "x_train": x[:12000],
+        "y_train": y[:12000],
+        "x_test": x[12000:],
+        "y_test": y[12000:],
+        "mi": true_mi(spec),
+    }

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from dmi.config import EstimatorConfig
 import torch
 
+from dmi.config import EstimatorConfig
 from dmi.training import build_module, fit, load_module, save_checkpoint
 
 

@@ -1,0 +1,289 @@
+"""Hyperparameter options shared by ``dmi train`` and ``dmi estimate``, and their resolution.
+
+The original ``main.py`` names are kept. Options left unset are resolved per configuration
+(per task dimension and training-set size), never written back into ``args``: the original
+did that in ``--run_all``, so every dimension after the first kept dim 3's defaults.
+Fields of ``EstimatorConfig`` without a named option here get one generated from the
+dataclass, so a new field reaches the command line without touching this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from dmi.config import EstimatorConfig
+
+# Fields with a hand-written option below (original names); the rest are generated.
+NAMED_FIELDS = frozenset(
+    {
+        "architecture",
+        "snr_threshold",
+        "model_dim",
+        "learning_rate",
+        "batch_size",
+        "max_steps",
+        "logsnr_loc",
+        "logsnr_scale",
+        "logsnr_clip",
+        "use_ema",
+        "ema_decay",
+        "preprocess",
+        "seed",
+    }
+)
+ORIGINAL_MODEL_DIM = 64
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The training length of one configuration: steps, and epochs when given in epochs."""
+
+    max_steps: int
+    max_epochs: int | None
+    steps_per_epoch: int
+
+
+def add_estimator_options(parser: argparse.ArgumentParser, *, original_defaults: bool) -> None:
+    """Add the estimator and training options; ``original_defaults`` picks main.py's defaults.
+
+    ``dmi train`` reproduces the original (model_dim 64, dimension-dependent lr, batch size
+    and epochs); ``dmi estimate`` on a user's own data uses the library's defaults.
+    """
+    lib = EstimatorConfig()
+    est = parser.add_argument_group("estimator")
+    est.add_argument(
+        "--arch",
+        default=None,
+        metavar="unified|moe",
+        help="denoiser architecture; clearer synonym of --use_moe (default unified)",
+    )
+    est.add_argument("--use_moe", action="store_true", help="mixture of experts split at --snr_threshold")
+    est.add_argument(
+        "--snr_threshold",
+        type=float,
+        metavar="A",
+        default=lib.snr_threshold,
+        help="log-SNR where the MoE hands over between experts (default %(default)s)",
+    )
+    model_dim = ORIGINAL_MODEL_DIM if original_defaults else lib.model_dim
+    est.add_argument(
+        "--model_dim", type=int, metavar="N", default=model_dim, help="hidden width (default %(default)s)"
+    )
+    est.add_argument(
+        "--logsnr_loc",
+        type=float,
+        metavar="A",
+        default=lib.logsnr_loc,
+        help="log-SNR proposal location (default %(default)s; the original's was 2)",
+    )
+    est.add_argument(
+        "--logsnr_scale",
+        type=float,
+        metavar="S",
+        default=lib.logsnr_scale,
+        help="log-SNR proposal scale (default %(default)s; the original's was 3)",
+    )
+    est.add_argument(
+        "--logsnr_clip",
+        type=float,
+        metavar="C",
+        default=lib.logsnr_clip,
+        help=f"range = loc ± clip·scale (default %(default)s: {default_range()}; the original's "
+        "2/3/4 gives [-10, 14] and loses up to 0.98 nats at 14.5 nats, see `dmi oracle`)",
+    )
+    est.add_argument(
+        "--preprocess",
+        default=lib.preprocess,
+        metavar="rescale|none",
+        help="rescale = standardise with training-set statistics (default %(default)s)",
+    )
+    est.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        default=lib.seed,
+        help="data sampling/split and training seed (default %(default)s)",
+    )
+
+    tr = parser.add_argument_group("training")
+    if original_defaults:
+        lr_help = "default: 1e-3 if dim <= 5 else 2e-3 (the original's)"
+        batch_help = "default: 128 if dim <= 5 else 256 (the original's)"
+        epochs_help = "default: 500 if dim <= 5 else 750 (the original's)"
+    else:
+        lr_help = f"default {lib.learning_rate:g}"
+        batch_help = f"default {lib.batch_size}"
+        epochs_help = f"default: --max_steps {lib.max_steps}"
+    tr.add_argument("--learning_rate", type=float, metavar="LR", default=None, help=lr_help)
+    tr.add_argument("--batch_size", type=int, metavar="N", default=None, help=batch_help)
+    tr.add_argument(
+        "--max_epochs",
+        type=int,
+        metavar="N",
+        default=None,
+        help=f"passes over the training set, converted to steps; {epochs_help}",
+    )
+    tr.add_argument(
+        "--max_steps", type=int, metavar="N", default=None, help="training steps; overrides --max_epochs"
+    )
+    tr.add_argument(
+        "--mi_estimation_interval",
+        type=int,
+        metavar="N",
+        default=500,
+        help=f"estimate MI on the test set every N steps (cheap {lib.val_n_logsnr}-node grid; "
+        "default %(default)s)",
+    )
+    tr.add_argument(
+        "--test_batch_size",
+        type=int,
+        metavar="N",
+        default=1000,
+        help="accepted for compatibility; estimation sizes its own chunks (default %(default)s)",
+    )
+    tr.add_argument("--use_ema", action="store_true", help="estimate with exponential moving-average weights")
+    tr.add_argument(
+        "--ema_decay", type=float, metavar="D", default=lib.ema_decay, help="EMA decay (default %(default)s)"
+    )
+    tr.add_argument(
+        "--tensorboard",
+        default=None,
+        metavar="DIR",
+        help="log training curves to TensorBoard under DIR (off by default)",
+    )
+    tr.add_argument("--verbose", action="store_true", help="show Lightning's own messages and warnings")
+
+    adv = parser.add_argument_group("advanced (other EstimatorConfig fields)")
+    for field in dataclasses.fields(EstimatorConfig):
+        if field.name in NAMED_FIELDS:
+            continue
+        default = getattr(lib, field.name)
+        option = f"--{field.name}"
+        if isinstance(default, bool):
+            adv.add_argument(
+                option,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"default {'on' if default else 'off'}",
+            )
+        else:
+            metavar = {int: "N", float: "X"}.get(type(default), "VALUE")
+            adv.add_argument(
+                option, type=type(default), default=None, metavar=metavar, help=f"default {default!r}"
+            )
+
+
+def default_range() -> str:
+    """The library's default log-SNR range, e.g. ``[-12, 24]`` (read, never copied)."""
+    lib = EstimatorConfig()
+    half = lib.logsnr_clip * lib.logsnr_scale
+    return f"[{lib.logsnr_loc - half:g}, {lib.logsnr_loc + half:g}]"
+
+
+def architecture(args: argparse.Namespace) -> str:
+    """``--arch`` or ``--use_moe``; contradicting each other is an error."""
+    from dmi.cli import UsageError
+
+    if args.arch is None:
+        return "moe" if args.use_moe else "unified"
+    if args.arch not in ("unified", "moe"):
+        raise UsageError(f"--arch must be 'unified' or 'moe', got {args.arch!r}")
+    if args.use_moe and args.arch != "moe":
+        raise UsageError(f"--use_moe contradicts --arch {args.arch}")
+    return args.arch
+
+
+def check_positive(args: argparse.Namespace, *names: str) -> None:
+    """Sizes and counts must be > 0 (None means unset and is allowed)."""
+    from dmi.cli import UsageError
+
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise UsageError(f"--{name} must be > 0, got {value}")
+
+
+def check_common(args: argparse.Namespace) -> None:
+    check_positive(
+        args,
+        "model_dim",
+        "learning_rate",
+        "batch_size",
+        "max_epochs",
+        "max_steps",
+        "mi_estimation_interval",
+        "test_batch_size",
+    )
+
+
+def resolve_config(
+    args: argparse.Namespace, dim: int, n_train: int, *, original_defaults: bool
+) -> tuple[EstimatorConfig, Budget]:
+    """The ``EstimatorConfig`` and training budget of one configuration.
+
+    Original rules when unset: dim <= 5 → lr 1e-3, batch 128, 500 epochs; else lr 2e-3,
+    batch 256, 750 epochs. Each unset value is resolved on its own (the original also
+    overwrote a given --batch_size whenever --learning_rate was unset). An epoch is
+    ``n_train // batch_size`` steps, as the training batches drop the last partial one.
+    """
+    lib = EstimatorConfig()
+    small = dim <= 5
+    if original_defaults:
+        lr = args.learning_rate or (1e-3 if small else 2e-3)
+        batch = args.batch_size or (128 if small else 256)
+        default_epochs: int | None = 500 if small else 750
+    else:
+        lr = args.learning_rate or lib.learning_rate
+        batch = args.batch_size or lib.batch_size
+        default_epochs = None
+    steps_per_epoch = max(n_train // min(batch, n_train), 1)
+    epochs = args.max_epochs or default_epochs
+    if args.max_steps is not None:
+        budget = Budget(args.max_steps, None, steps_per_epoch)
+    elif epochs is not None:
+        budget = Budget(epochs * steps_per_epoch, epochs, steps_per_epoch)
+    else:
+        budget = Budget(lib.max_steps, None, steps_per_epoch)
+    values = {
+        "architecture": architecture(args),
+        "snr_threshold": args.snr_threshold,
+        "model_dim": args.model_dim,
+        "learning_rate": lr,
+        "batch_size": batch,
+        "max_steps": budget.max_steps,
+        "logsnr_loc": args.logsnr_loc,
+        "logsnr_scale": args.logsnr_scale,
+        "logsnr_clip": args.logsnr_clip,
+        "use_ema": args.use_ema,
+        "ema_decay": args.ema_decay,
+        "preprocess": args.preprocess,
+        "seed": args.seed,
+    }
+    for field in dataclasses.fields(EstimatorConfig):
+        if field.name not in NAMED_FIELDS and getattr(args, field.name, None) is not None:
+            values[field.name] = getattr(args, field.name)
+    return EstimatorConfig.from_dict(values), budget
+
+
+def trainer_kwargs(args: argparse.Namespace, run_name: str) -> dict:
+    """Lightning Trainer options: a TensorBoard logger when ``--tensorboard DIR`` asks for one."""
+    if not args.tensorboard:
+        return {}
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return {"logger": TensorBoardLogger(args.tensorboard, name=run_name)}
+
+
+def check_tensorboard(args: argparse.Namespace) -> None:
+    """Refuse ``--tensorboard`` up front when neither tensorboard nor tensorboardX is installed."""
+    from dmi.cli import UsageError
+
+    if not args.tensorboard:
+        return
+    import importlib.util
+
+    if not any(importlib.util.find_spec(name) for name in ("tensorboard", "tensorboardX")):
+        raise UsageError("--tensorboard needs the tensorboard or tensorboardX package installed")
