@@ -15,6 +15,8 @@ import json
 import sys
 import time
 
+import yaml
+
 from dmi.config import EstimatorConfig
 from dmi.tasks import TaskSpec, sample_task, true_mi
 from dmi.training import fit
@@ -35,9 +37,11 @@ def parse_task(text: str) -> TaskSpec:
     return TaskSpec(task_type, int(dim), float(strength))
 
 
-def run_one(spec: TaskSpec, arch: str, steps: int | None, n_train: int, n_test: int, seed: int) -> dict:
+def run_one(
+    spec: TaskSpec, arch: str, steps: int | None, n_train: int, n_test: int, seed: int, overrides: dict | None = None
+) -> dict:
     x, y = sample_task(spec, n_train + n_test, seed=seed)
-    cfg = EstimatorConfig(architecture=arch, seed=seed)
+    cfg = EstimatorConfig.from_dict({"architecture": arch, "seed": seed, **(overrides or {})})
     if steps is not None:
         cfg = cfg.replace(max_steps=steps)
     start = time.perf_counter()
@@ -72,15 +76,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n_train", type=int, default=100_000)
     parser.add_argument("--n_test", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a default (exploration)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     print("| task | arch | true | direct ± SE (error) | orthogonal ± SE (error) | target | steps | wall s |")
     print("|---|---|---|---|---|---|---|---|")
     rows = []
     for text in args.tasks:
         spec = parse_task(text)
         for arch in args.archs:
-            row = run_one(spec, arch, args.steps, args.n_train, args.n_test, args.seed)
+            row = run_one(spec, arch, args.steps, args.n_train, args.n_test, args.seed, overrides)
             target = TARGETS.get(text)
             row["target"] = target
             row["met"] = target is not None and max(abs(row["error"]), abs(row["error_orthogonal"])) <= target

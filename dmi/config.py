@@ -26,21 +26,21 @@ class EstimatorConfig:
 
     architecture: str = "unified"
     snr_threshold: float = 5.0
-    model_dim: int = 128
+    model_dim: int = 64
     n_blocks: int = 3
     gaussian_base: bool = True
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     lr_schedule: str = "cosine"
     batch_size: int = 256
-    max_steps: int = 8000
-    y_drop_prob: float = 0.5
+    max_steps: int = 20000
+    y_drop_prob: float = 0.25
     logsnr_loc: float = 6.0
     logsnr_scale: float = 6.0
     logsnr_clip: float = 3.0
     use_ema: bool = False
     ema_decay: float = 0.999
-    n_logsnr: int = 64
+    n_logsnr: int = 32
     val_n_logsnr: int = 16
     preprocess: str = "rescale"
     seed: int = 42

@@ -70,7 +70,9 @@ class Standardizer:
 class TensorBatches:
     """Shuffled batches of (x, y) drawn by index from tensors already on their device.
 
-    Drops the last partial batch so every step has the same shape.
+    Drops the last partial batch so every step has the same shape. Resumable: its state
+    (epoch, batches served) goes into Lightning checkpoints, so a run resumed mid-epoch
+    continues the same permutation where it stopped.
     """
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int, seed: int = 0) -> None:
@@ -80,6 +82,7 @@ class TensorBatches:
         self.batch_size = min(batch_size, x.shape[0])
         self.seed = seed
         self.epoch = 0
+        self.served = 0
 
     def to(self, device: torch.device) -> TensorBatches:
         self.x, self.y = self.x.to(device), self.y.to(device)
@@ -90,11 +93,20 @@ class TensorBatches:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         generator = torch.Generator(device="cpu").manual_seed(self.seed * 1_000_003 + self.epoch)
-        self.epoch += 1
         order = torch.randperm(self.x.shape[0], generator=generator).to(self.x.device)
-        for b in range(len(self)):
+        start, self.served = self.served, 0
+        for b in range(start, len(self)):
+            self.served = b + 1
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             yield self.x[idx], self.y[idx]
+        self.epoch += 1
+        self.served = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "served": self.served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.served = int(state["epoch"]), int(state["served"])
 
 
 class WholeSet:

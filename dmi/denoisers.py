@@ -94,18 +94,18 @@ class GaussianDenoiser(nn.Module):
 class Denoiser(nn.Module):
     """A learned ε-denoiser: an inner network, optionally on top of a Gaussian base.
 
-    With a base, ε̂ = ε̂_Gauss + sqrt(σ(−α))·net(...), the net's output starting at zero:
-    at initialisation the estimator returns the Gaussian MI of the data and training
-    learns only what is non-Gaussian (../shared/notes/math.md).
+    With a base, ε̂ = ε̂_Gauss + net(...), the net's output starting at zero: at
+    initialisation the estimator returns the Gaussian MI of the data and training learns
+    only what is non-Gaussian. The residual is not damped by sqrt(σ(−α)) (as in
+    ../shared/notes/math.md): that damping leaves the net unable to correct ε̂ at high SNR,
+    where near-deterministic nonlinear dependence (spiral) lives; measured on spiral dim 3
+    (4k steps): 5.05 nats with the damping, 5.97 without, near-Gaussian rows unchanged.
     """
 
-    def __init__(
-        self, inner: nn.Module, base: GaussianDenoiser | None = None, residual_scale: str = "noise"
-    ) -> None:
+    def __init__(self, inner: nn.Module, base: GaussianDenoiser | None = None) -> None:
         super().__init__()
         self.inner = inner
         self.base = base
-        self.residual_scale = residual_scale
 
     @property
     def thresholds(self) -> tuple[float, ...]:
@@ -122,15 +122,4 @@ class Denoiser(nn.Module):
         out = self.inner(z, logsnr, y, y_present, segments)
         if self.base is None:
             return out
-        alpha = logsnr.reshape(-1, 1)
-        import os
-
-        mode = os.environ.get("DMI_RS", self.residual_scale)
-        if mode == "noise":
-            scale = torch.sigmoid(-alpha).sqrt()
-        elif mode == "unit":
-            scale = torch.ones_like(alpha)
-        else:
-            cap = float(mode.split(":")[1])
-            scale = torch.sigmoid(-alpha.clamp(max=cap)).rsqrt()
-        return self.base(z, logsnr, y, y_present) + scale * out
+        return self.base(z, logsnr, y, y_present) + out

@@ -59,3 +59,18 @@ def test_resume_from_checkpoint_continues_the_step_count(tmp_path, weak_task_sam
     path = save_checkpoint(trainer, tmp_path / "m.ckpt")
     _, trainer2 = fit(cfg.replace(max_steps=100), s["x_train"], s["y_train"], ckpt_path=path)
     assert trainer2.global_step == 100
+
+
+def test_batches_resume_mid_epoch_where_they_stopped() -> None:
+    from dmi.data import TensorBatches
+
+    x = torch.arange(20, dtype=torch.float32).reshape(10, 2)
+    full = TensorBatches(x, x, batch_size=2, seed=3)
+    first = [b[0].clone() for b in full]
+    partial = TensorBatches(x, x, batch_size=2, seed=3)
+    it = iter(partial)
+    next(it), next(it)
+    resumed = TensorBatches(x, x, batch_size=2, seed=3)
+    resumed.load_state_dict(partial.state_dict())
+    rest = [b[0] for b in resumed]
+    assert len(rest) == 3 and all(torch.equal(a, b) for a, b in zip(first[2:], rest, strict=True))

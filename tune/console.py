@@ -1,0 +1,117 @@
+"""What the sweep prints: one line per finished trial, a table and the final estimate at the end."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+SHORT = {
+    "architecture": "arch",
+    "learning_rate": "lr",
+    "model_dim": "dim",
+    "snr_threshold": "snr",
+    "use_ema": "ema",
+}
+
+
+def format_config(config: dict[str, Any], keys: list[str]) -> str:
+    parts = []
+    for key in keys:
+        if key not in config:
+            continue
+        value = config[key]
+        text = f"{value:.3g}" if isinstance(value, float) else str(value)
+        parts.append(f"{SHORT.get(key, key)}={text}")
+    return " ".join(parts)
+
+
+def _num(value: Any, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def error_headline(trial: Any) -> str:
+    """The last line of the trial's error file (the exception), and where the full trace is."""
+    path = getattr(trial, "error_file", None)
+    if not path or not os.path.isfile(path):
+        return "the trial failed"
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"{lines[-1] if lines else 'the trial failed'} ({path})"
+
+
+class TrialLinePrinter(Callback):
+    """Prints one line when a trial ends (kept plain: it is pickled with the experiment)."""
+
+    def __init__(self, searched: list[str], max_reports: int, num_samples: int) -> None:
+        self.searched, self.max_reports, self.num_samples = list(searched), max_reports, num_samples
+
+    def _line(self, trial: Any, trials: list, outcome: str) -> None:
+        done = 1 + sum(t.status in ("TERMINATED", "ERROR") for t in trials if t is not trial)
+        r = trial.last_result or {}
+        metrics = f"val_loss {_num(r.get('val_loss'))}  mi {_num(r.get('mi'))} ± {_num(r.get('mi_stderr'))}"
+        if "abs_error" in r:
+            metrics += f"  abs_error {_num(r.get('abs_error'))}"
+        seconds = r.get("time_total_s")
+        print(
+            f"[{done}/{self.num_samples}] {trial.trial_id} {format_config(trial.config, self.searched)} | "
+            f"{outcome} | {metrics} | {_num(seconds, '.1f')} s",
+            flush=True,
+            file=sys.stdout,
+        )
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        reports = (trial.last_result or {}).get("training_iteration", 0)
+        how = f"{reports} reports"
+        if reports < self.max_reports:
+            how = f"stopped at report {reports}/{self.max_reports}"
+        self._line(trial, trials, how)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line(trial, trials, f"ERROR: {error_headline(trial)}")
+
+
+def print_table(rows: list[dict[str, Any]], searched: list[str], objective: str, best_id: str | None) -> None:
+    """Trials sorted by their best objective; ``*`` marks the one the final estimate uses."""
+    head = ["", "trial", "status", "reports", f"best {objective}", "mi", "abs_error", "config"]
+    lines = [head]
+    for row in sorted(rows, key=lambda r: (r["objective"] is None, r["objective"] or 0.0)):
+        lines.append(
+            [
+                "*" if row["trial_id"] == best_id else "",
+                row["trial_id"],
+                row["status"],
+                str(row["reports"]),
+                _num(row["objective"]),
+                _num(row["mi"]),
+                _num(row.get("abs_error")),
+                format_config(row["config"], searched),
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    for line in lines:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+def print_final(summary: dict[str, Any]) -> None:
+    est = summary.get("final_estimate")
+    if not est:
+        return
+    truth = summary.get("true_mi")
+    print(f"final estimate on {est['n_points']} held-out test points ({est['n_logsnr']} log-SNR nodes):")
+    for form, key in (("direct", "mi"), ("orthogonal", "mi_orthogonal")):
+        line = f"  {form:<11} {est[key]:.4f} ± {est[key + '_stderr']:.4f} nats"
+        if truth is not None:
+            line += f"   truth {truth:.4f}, error {est[key] - truth:+.4f}"
+        print(line)
+    ranking = summary.get("ranking")
+    if ranking and ranking.get("spearman_val_loss_abs_error") is not None:
+        print(
+            f"  val_loss ranks trials by true error with Spearman rho "
+            f"{ranking['spearman_val_loss_abs_error']:+.2f} "
+            f"over {ranking['n_trials']} trials; regret of the label-free pick {ranking['regret']:.4f} nats"
+        )
+    print(f"best checkpoint: {summary.get('best_checkpoint')}")

@@ -1,0 +1,115 @@
+"""From a finished experiment's ResultGrid to its summary: trial rows, best trial, final estimate."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from tune.data import SweepData
+from tune.summary import clean, ranking_quality, status_counts
+from tune.trainable import CHECKPOINT_FILE
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def trial_rows(grid, objective: str) -> list[dict[str, Any]]:
+    """One row per trial with the metrics of its best report (by the objective)."""
+    rows = []
+    for result in grid:
+        frame = result.metrics_dataframe
+        reports = 0 if frame is None or frame.empty else len(frame)
+        status = "ERROR" if result.error else ("TERMINATED" if reports else "NOT_RUN")
+        row: dict[str, Any] = {
+            "trial_id": (result.metrics or {}).get("trial_id") or Path(result.path).name,
+            "status": status,
+            "reports": reports,
+            "config": dict(result.config or {}),
+            "objective": None,
+            "val_loss": None,
+            "mi": None,
+        }
+        if reports and objective in frame:
+            scored = frame[frame[objective].notna()]
+            if not scored.empty:
+                best = scored.loc[scored[objective].idxmin()]
+                for key in ("val_loss", "mi", "mi_orthogonal", "mi_stderr", "abs_error"):
+                    if key in best:
+                        row[key] = _finite(best[key])
+                row["objective"] = _finite(best[objective])
+                row["best_report"] = int(best["training_iteration"])
+        rows.append(row)
+    return rows
+
+
+def label_free_ranking(grid) -> dict[str, Any]:
+    """Per trial: its lowest val_loss and the true error at that report (benchmark sweeps only)."""
+    pairs = []
+    for result in grid:
+        frame = result.metrics_dataframe
+        if frame is None or frame.empty or "abs_error" not in frame or "val_loss" not in frame:
+            continue
+        scored = frame[frame["val_loss"].notna()]
+        if scored.empty:
+            continue
+        best = scored.loc[scored["val_loss"].idxmin()]
+        pairs.append((float(best["val_loss"]), float(best["abs_error"])))
+    return ranking_quality(pairs)
+
+
+def final_estimate(grid, objective: str, data: SweepData, n_logsnr: int) -> dict[str, Any]:
+    """Best trial by the objective → its best kept checkpoint → MI on the held-out test set."""
+    from dmi.training import load_module
+
+    best = grid.get_best_result(metric=objective, mode="min", scope="all", filter_nan_and_inf=True)
+    checkpoint = best.get_best_checkpoint(metric=objective, mode="min") or best.checkpoint
+    if checkpoint is None:
+        raise RuntimeError(f"the best trial ({best.path}) kept no checkpoint")
+    with checkpoint.as_directory() as folder:
+        module = load_module(Path(folder) / CHECKPOINT_FILE)
+    estimate = module.estimate(data.x_test, data.y_test, n_logsnr=n_logsnr, seed=0).as_dict()
+    out: dict[str, Any] = {
+        "best_trial_id": best.metrics.get("trial_id"),
+        "best_trial_path": best.path,
+        "best_checkpoint": checkpoint.path,
+        "best_config": dict(best.config),
+        "best_estimator_config": module.cfg.as_dict(),
+        "final_estimate": estimate,
+        "true_mi": data.true_mi,
+    }
+    if data.true_mi is not None:
+        out["abs_error"] = abs(estimate["mi"] - data.true_mi)
+        out["abs_error_orthogonal"] = abs(estimate["mi_orthogonal"] - data.true_mi)
+    return out
+
+
+def build_summary(
+    *,
+    experiment: dict[str, Any],
+    state: str,
+    rows: list[dict[str, Any]],
+    best: dict[str, Any] | None,
+    ranking: dict[str, Any] | None,
+    data: SweepData,
+    config: dict[str, Any],
+    wall_s: float,
+) -> dict[str, Any]:
+    best_row = next((r for r in rows if best and r["trial_id"] == best.get("best_trial_id")), None)
+    summary = {
+        "kind": "experiment",
+        **experiment,
+        "state": state,
+        "objective": config["objective"],
+        "data": data.describe(),
+        "trial_counts": status_counts([r["status"] for r in rows]),
+        "n_trials": len(rows),
+        **(best or {}),
+        "best_metrics": best_row,
+        "ranking": ranking,
+        "wall_s": wall_s,
+        "trials": rows,
+        "config": config,
+    }
+    return clean(summary)

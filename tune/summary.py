@@ -1,0 +1,86 @@
+"""What a finished sweep reports: trial counts, label-free ranking quality, the JSON file on disk."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+SUMMARY_FILE = "dmi_summary.json"
+CONFIG_FILE = "dmi_config.json"  # the validated config, written when the experiment starts
+
+
+def summary_path(experiment_dir: str | Path) -> Path:
+    return Path(experiment_dir) / SUMMARY_FILE
+
+
+def write_summary(path: str | Path, summary: dict[str, Any]) -> Path:
+    """Atomic: a temporary file in the same folder, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(summary, handle, indent=2, sort_keys=False, default=_jsonable)
+            handle.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_summary(path: str | Path) -> dict[str, Any] | None:
+    path = Path(path)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def clean(value: Any) -> Any:
+    """NaN and inf become null (strict JSON readers refuse them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    return value
+
+
+def status_counts(statuses: list[str]) -> dict[str, int]:
+    return dict(sorted(Counter(statuses).items()))
+
+
+def ranking_quality(rows: list[tuple[float, float]]) -> dict[str, Any]:
+    """Does label-free tuning find accurate estimators?
+
+    ``rows`` holds, per trial, (its lowest ``val_loss``, ``abs_error`` at that report). Spearman's
+    rho over trials says how well ``val_loss`` orders them by true error; the regret is how much
+    worse the ``val_loss`` pick is than the most accurate trial.
+    """
+    rows = [(v, e) for v, e in rows if math.isfinite(v) and math.isfinite(e)]
+    result: dict[str, Any] = {"n_trials": len(rows), "spearman_val_loss_abs_error": None}
+    if not rows:
+        return result
+    pick = min(rows, key=lambda r: r[0])[1]
+    oracle = min(e for _, e in rows)
+    result.update(abs_error_of_val_loss_pick=pick, best_abs_error=oracle, regret=pick - oracle)
+    if len(rows) >= 3:
+        from scipy.stats import spearmanr
+
+        rho = spearmanr([v for v, _ in rows], [e for _, e in rows]).statistic
+        result["spearman_val_loss_abs_error"] = None if not math.isfinite(rho) else float(rho)
+    return result

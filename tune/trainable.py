@@ -1,0 +1,137 @@
+"""The Tune function trainable: one trial = one estimator trained with ``dmi.training.fit``.
+
+Every validation reports ``val_loss`` (held-out NLL sum, label-free), ``mi``,
+``mi_orthogonal``, their standard errors and, when the truth is known, ``abs_error``,
+together with a Lightning checkpoint; a restarted trial resumes from ``tune.get_checkpoint()``.
+The trainable knows nothing of the searcher or scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+CHECKPOINT_FILE = "checkpoint.ckpt"
+REPORTED = (
+    "val_loss",
+    "mi",
+    "mi_orthogonal",
+    "mi_stderr",
+    "mi_orthogonal_stderr",
+    "val_nll_x",
+    "val_nll_x_given_y",
+    "train_loss",
+)
+
+
+class AbsErrorCallback(pl.Callback):
+    """Adds ``abs_error`` = |mi − truth| to the metrics before Tune's callback reports them."""
+
+    def __init__(self, true_mi: float) -> None:
+        self.true_mi = float(true_mi)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        mi = trainer.callback_metrics.get("mi")
+        if mi is not None:
+            trainer.callback_metrics["abs_error"] = torch.tensor(abs(float(mi) - self.true_mi))
+
+
+def trial_placement() -> dict[str, Any]:
+    """Where this trial runs: its node, the GPUs Ray gave it and the device it trains on.
+
+    A GPU is used only when Ray assigned one *and* CUDA sees it; otherwise the trial trains on
+    the CPU (a CPU-only torch, or GPUs a test cluster declares without having them).
+    """
+    import ray
+
+    gpu_ids = [str(g) for g in ray.get_gpu_ids()]
+    return {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "gpu_ids": ",".join(gpu_ids),
+        "device": "cuda" if gpu_ids and torch.cuda.is_available() else "cpu",
+        "started_at": time.time(),
+    }
+
+
+def report_callback(metrics: list[str], placement: dict[str, Any]) -> pl.Callback:
+    """Tune's Lightning report-and-checkpoint callback, plus placement and training seconds.
+
+    ``train_seconds`` counts time spent in this trial's training (validation included) and
+    survives a restore through the Lightning checkpoint, so a sweep's overhead can be measured.
+    """
+    from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback
+
+    class PlacedReport(TuneReportCheckpointCallback):
+        def __init__(self) -> None:
+            super().__init__(metrics=metrics, filename=CHECKPOINT_FILE, on="validation_end")
+            self.began, self.before = time.monotonic(), 0.0
+
+        @property
+        def state_key(self) -> str:
+            return "PlacedReport"
+
+        def seconds(self) -> float:
+            return self.before + time.monotonic() - self.began
+
+        def state_dict(self) -> dict[str, float]:
+            return {"train_seconds": self.seconds()}
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            self.before = float(state_dict.get("train_seconds", 0.0))
+
+        def _get_report_dict(self, trainer: pl.Trainer, pl_module: pl.LightningModule):
+            report = super()._get_report_dict(trainer, pl_module)
+            if report:
+                report.update(placement, train_seconds=self.seconds(), reported_at=time.time())
+            return report
+
+    return PlacedReport()
+
+
+def quiet_trial() -> None:
+    """Lightning's banners and Ray's per-checkpoint notes would repeat in every trial: warnings only."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def train_estimator(
+    config: dict[str, Any],
+    *,
+    data: dict[str, np.ndarray],
+    true_mi: float | None,
+    val_every_n_steps: int,
+    num_threads: int,
+) -> None:
+    """Train the estimator of ``config`` (a mapping of ``EstimatorConfig`` fields) and report."""
+    from ray import tune
+
+    from dmi.config import EstimatorConfig
+    from dmi.training import fit
+
+    torch.set_num_threads(max(1, num_threads))  # as many threads as the trial has CPUs
+    quiet_trial()
+    cfg = EstimatorConfig.from_dict(config)
+    known_truth = true_mi is not None and math.isfinite(true_mi)
+    metrics = list(REPORTED) + (["abs_error"] if known_truth else [])
+    callbacks: list[pl.Callback] = [AbsErrorCallback(true_mi)] if known_truth else []
+    placement = trial_placement()
+    callbacks.append(report_callback(metrics, placement))
+    arrays = (data["x_train"], data["y_train"], data["x_val"], data["y_val"])
+    device = {"accelerator": "gpu" if placement["device"] == "cuda" else "cpu", "devices": 1}
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        fit(cfg, *arrays, callbacks=callbacks, val_every_n_steps=val_every_n_steps, **device)
+        return
+    with checkpoint.as_directory() as folder:
+        resume = Path(folder) / CHECKPOINT_FILE
+        fit(cfg, *arrays, callbacks=callbacks, val_every_n_steps=val_every_n_steps, ckpt_path=resume, **device)
