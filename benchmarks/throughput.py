@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import sys
 import time
 
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--dims", type=int, nargs="+", default=[3, 10, 50])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     accelerator = "gpu" if device.type == "cuda" else "cpu"
@@ -123,8 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         for arch in ("unified", "moe"):
             cfg = EstimatorConfig(architecture=arch, batch_size=256)
             x, y = sample(dim, 20_000)
-            bare = bare_loop_steps_per_s(cfg, x, y, args.steps, device)
-            proj = lightning_steps_per_s(cfg, x, y, args.steps, accelerator)
+            # Alternate the two loops and take medians: a busy machine slows both alike.
+            bares, projs = [], []
+            for _ in range(args.rounds):
+                bares.append(bare_loop_steps_per_s(cfg, x, y, args.steps, device))
+                projs.append(lightning_steps_per_s(cfg, x, y, args.steps, accelerator))
+            bare, proj = statistics.median(bares), statistics.median(projs)
             est_s = estimation_seconds(cfg, dim, device)
             row = dict(
                 arch=arch,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from dmi.commands import COMMANDS
 
@@ -16,16 +17,19 @@ class UsageError(Exception):
     """Raised by a subcommand for input it refuses; printed as one line, exit code 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dmi", description="Diffusion (I-MMSE) mutual-information estimation."
-    )
+def subcommand_parser(prog: str, description: str, commands: dict[str, ModuleType]) -> argparse.ArgumentParser:
+    """A parser with one subcommand per module (HELP, add_arguments, run); shared with dmi-tune."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in COMMANDS.items():
+    for name, module in commands.items():
         command = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
         command.set_defaults(run=module.run)
     return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return subcommand_parser("dmi", "Diffusion (I-MMSE) mutual-information estimation.", COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -135,3 +135,39 @@ def estimate_mi(
 
 def nats_to_bits(value: float) -> float:
     return value / math.log(2)
+
+
+@torch.no_grad()
+def estimate_mi_independent(
+    denoiser: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    proposal: LogSNRProposal,
+    n_draws: int = 1,
+    seed: int | None = None,
+) -> MIEstimate:
+    """The original's estimator, kept for comparison: the two NLL terms on independent draws.
+
+    Each point gets ``n_draws`` random log-SNR values and noises for nll(x) and, separately,
+    others for nll(x|y); MI is their difference. Unbiased but noisy
+    (../shared/notes/math.md, trap 2). Use ``estimate_mi`` for real estimates.
+    """
+    strata = check_thresholds(denoiser, proposal)
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    n, d = x.shape
+    counts = [max(c, 1) for c in split_counts(n_draws, len(strata))]
+    k = sum(counts)
+    segments = tuple(c * n for c in counts)
+    x_rows, y_rows = x.repeat(k, 1), y.repeat(k, 1)
+    nll = []
+    for present in (0.0, 1.0):
+        alpha, weight = proposal.stratified(counts, strata, n, generator=gen, device=x.device)
+        eps = torch.randn(x_rows.shape, generator=gen).to(x.device)
+        z = add_noise(x_rows, alpha.reshape(-1), eps)
+        flags = torch.full((k * n,), present, device=x.device)
+        mse = (eps - denoiser(z, alpha.reshape(-1), y_rows, flags, segments)).pow(2).sum(1).reshape(k, n)
+        ref = d * torch.sigmoid(alpha.double())
+        nll.append(0.5 * (weight.double() * (mse.double() - ref)).sum(0))
+    mi, mi_se = mean_and_stderr(nll[0] - nll[1])
+    h = gaussian_entropy(d)
+    return MIEstimate(mi, float("nan"), mi_se, float("nan"), h + nll[0].mean().item(), h + nll[1].mean().item(), n, k)

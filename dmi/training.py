@@ -113,7 +113,7 @@ def save_checkpoint(trainer: pl.Trainer, path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # full state: optimizer, EMA, loops
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from dmi.cli import subcommand_parser
 from tune.commands import COMMANDS
 
 
@@ -18,13 +19,7 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dmi-tune", description="Ray Tune + Optuna sweeps of the dmi estimator.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in COMMANDS.items():
-        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        module.add_arguments(command)
-        command.set_defaults(run=module.run)
-    return parser
+    return subcommand_parser("dmi-tune", "Ray Tune + Optuna sweeps of the dmi estimator.", COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
