@@ -15,16 +15,20 @@ now is a warning, not an error.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tune.config import SweepConfig
 from tune.schema import SweepConfigError
 from tune.storage import is_uri
+
+if TYPE_CHECKING:  # the storage probe imports this module on every node: keep it light
+    from tune.config import SweepConfig
 
 MARKER_PREFIX = ".dmi-storage-probe-"
 PROBE_TIMEOUT_S = 60.0
@@ -134,3 +138,22 @@ def check_cluster(cfg: SweepConfig, root: str, joined: bool) -> list[dict[str, A
     if joined:
         check_trial_fits(cfg, nodes)
     return nodes
+
+
+@contextlib.contextmanager
+def trials_start_together(max_concurrent: int | None) -> Iterator[None]:
+    """Let Tune create up to ``max_concurrent`` trials at once while the sweep runs.
+
+    With a searcher, Tune creates one trial at a time, each once the last one's actor has
+    started: filling N slots of a cluster would take N actor start-ups in a row. An explicit
+    TUNE_MAX_PENDING_TRIALS_PG in the environment is left alone.
+    """
+    key = "TUNE_MAX_PENDING_TRIALS_PG"
+    if not max_concurrent or key in os.environ:
+        yield
+        return
+    os.environ[key] = str(max_concurrent)
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)

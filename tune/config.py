@@ -17,6 +17,7 @@
     time_budget_s   for the whole sweep; ends the search and keeps its results (exit code 3)
     final_n_logsnr  log-SNR nodes of the final estimate on the test set (64)
     storage         results folder (relative to the working directory) or URI; ./ray_results
+                    (on several nodes: a URI or a folder every node sees, see tune.cluster)
     ray             address, num_cpus, num_gpus, object_store_mb (for a local Ray)
     tracking        true|false; tracking_uri, model_name: for MLflow (tune.tracking)
 

@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Iterator
 
-from tune.cluster import check_cluster
+from tune.cluster import check_cluster, trials_start_together
 from tune.config import SweepConfig
 from tune.data import load_data
 from tune.runner import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TIME_BUDGET, Planned, run_experiment
@@ -129,7 +129,7 @@ def run_sweep(
     trackers = make_trackers(cfg, pending, root, tracking_uri)
     codes: list[int] = []
     start = time.monotonic()
-    with ray_session(cfg, address) as joined:
+    with ray_session(cfg, address) as joined, trials_start_together(cfg.trials.max_concurrent_trials):
         check_cluster(cfg, root, joined)  # shared storage on several nodes; a trial fits a node
         if len(planned) > 1:
             write_index(cfg, name, root, planned)

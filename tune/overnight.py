@@ -27,14 +27,18 @@ from tune.schema import SweepConfigError
 DAY_TURNS_AT_HOUR = 12
 
 
-def night_of(now: dt.datetime | None = None) -> dt.date:
-    """The date of the evening the current night began (before noon counts as the night before)."""
-    now = now or dt.datetime.now()
-    return (now - dt.timedelta(hours=DAY_TURNS_AT_HOUR)).date()
+def now() -> dt.datetime:
+    """Local wall-clock time (a function, so that tests can move the clock)."""
+    return dt.datetime.now()
 
 
-def nightly_name(name: str, now: dt.datetime | None = None) -> str:
-    return f"{name}-{night_of(now).isoformat()}"
+def night_of(when: dt.datetime | None = None) -> dt.date:
+    """The date of the evening the night began: before noon counts as the night before."""
+    return ((when or now()) - dt.timedelta(hours=DAY_TURNS_AT_HOUR)).date()
+
+
+def nightly_name(name: str, when: dt.datetime | None = None) -> str:
+    return f"{name}-{night_of(when).isoformat()}"
 
 
 def open_study_storage(url: str):

@@ -15,12 +15,17 @@ def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def distinct_reports(frame) -> int:
+    """Reports a trial made: a trial resumed after a killed driver may repeat one in its progress file."""
+    return int(frame["training_iteration"].nunique()) if "training_iteration" in frame else len(frame)
+
+
 def trial_rows(grid, objective: str) -> list[dict[str, Any]]:
     """One row per trial with the metrics of its best report (by the objective)."""
     rows = []
     for result in grid:
         frame = result.metrics_dataframe
-        reports = 0 if frame is None or frame.empty else len(frame)
+        reports = 0 if frame is None or frame.empty else distinct_reports(frame)
         status = "ERROR" if result.error else ("TERMINATED" if reports else "NOT_RUN")
         row: dict[str, Any] = {
             "trial_id": (result.metrics or {}).get("trial_id") or Path(result.path).name,

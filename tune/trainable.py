@@ -64,22 +64,30 @@ def trial_placement() -> dict[str, Any]:
 def report_callback(metrics: list[str], placement: dict[str, Any]) -> pl.Callback:
     """Tune's Lightning report-and-checkpoint callback, plus placement and training seconds.
 
-    ``train_seconds`` counts time spent in this trial's training (validation included) and
-    survives a restore through the Lightning checkpoint, so a sweep's overhead can be measured.
+    ``train_seconds`` counts this trial's time in training and validation, not in reporting and
+    checkpointing (Tune's share); it survives a restore through the Lightning checkpoint, so
+    that a sweep's overhead can be measured.
     """
     from ray.tune.integration.pytorch_lightning import TuneReportCheckpointCallback
 
     class PlacedReport(TuneReportCheckpointCallback):
         def __init__(self) -> None:
             super().__init__(metrics=metrics, filename=CHECKPOINT_FILE, on="validation_end")
-            self.began, self.before = time.monotonic(), 0.0
+            self.began, self.before, self.reporting = time.monotonic(), 0.0, 0.0
 
         @property
         def state_key(self) -> str:
             return "PlacedReport"
 
         def seconds(self) -> float:
-            return self.before + time.monotonic() - self.began
+            return self.before + time.monotonic() - self.began - self.reporting
+
+        def _handle(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            began = time.monotonic()
+            try:
+                super()._handle(trainer, pl_module)
+            finally:
+                self.reporting += time.monotonic() - began
 
         def state_dict(self) -> dict[str, float]:
             return {"train_seconds": self.seconds()}

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tune.tracking.uri import local_folder
+from tune.tracking.uri import bounded_http_requests, local_folder
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,12 @@ def make_applier(tracking_uri: str | None = None) -> Callable[[dict[str, Any]], 
 
 
 def sync_journal(path: str | os.PathLike, tracking_uri: str | None = None) -> int:
-    """Replay a journal into MLflow; returns how many records went through (0 if none waited)."""
+    """Replay a journal into MLflow; returns how many records went through (0 if none waited).
+
+    A store still down answers within seconds (bounded retries), the journal kept.
+    """
     journal = Journal(path)
     if not journal.pending():
         return 0
-    return journal.replay(make_applier(tracking_uri))
+    with bounded_http_requests():
+        return journal.replay(make_applier(tracking_uri))

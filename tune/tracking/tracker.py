@@ -39,6 +39,7 @@ from tune.tracking.uri import (
     TrackingUnavailable,
     artifact_root,
     artifacts_via,
+    bounded_http_requests,
     check_reachable,
     local_folder,
     one_line,
@@ -197,21 +198,22 @@ class SweepTracker:
         """Open the sweep's parent run: the existing one for this sweep name, else a new one."""
         client = self.client
         try:
-            found = find_parent_run(client, self.experiment_id, self.sweep_name)
-            if found is None:
-                if resumed:
-                    log.warning("resuming sweep %s: no parent run in MLflow, starting one", self.sweep_name)
-                run = client.create_run(
-                    self.experiment_id,
-                    tags={TAG_SWEEP: self.sweep_name, TAG_ROLE: "sweep"},
-                    run_name=self.sweep_name,
-                )
-                self.parent_run_id, began, starts = run.info.run_id, run.info.start_time, 1
-            else:
-                self.parent_run_id, began = found.info.run_id, found.info.start_time
-                client.update_run(self.parent_run_id, status="RUNNING")
-                starts = int(found.data.tags.get("dmi.starts", "1")) + 1
-            self._log_sweep_description(client, starts, resumed, began)
+            with bounded_http_requests():  # a server lost meanwhile fails the start in seconds, not minutes
+                found = find_parent_run(client, self.experiment_id, self.sweep_name)
+                if found is None:
+                    if resumed:
+                        log.warning("resuming sweep %s: no parent run in MLflow, starting one", self.sweep_name)
+                    run = client.create_run(
+                        self.experiment_id,
+                        tags={TAG_SWEEP: self.sweep_name, TAG_ROLE: "sweep"},
+                        run_name=self.sweep_name,
+                    )
+                    self.parent_run_id, began, starts = run.info.run_id, run.info.start_time, 1
+                else:
+                    self.parent_run_id, began = found.info.run_id, found.info.start_time
+                    client.update_run(self.parent_run_id, status="RUNNING")
+                    starts = int(found.data.tags.get("dmi.starts", "1")) + 1
+                self._log_sweep_description(client, starts, resumed, began)
         except (MlflowException, OSError) as exc:
             raise TrackingUnavailable(f"tracking store {self.tracking_uri}: {one_line(exc)}") from None
         return self.parent_run_id
@@ -283,8 +285,10 @@ class SweepTracker:
             "time": now_ms(),
         }
         try:
-            sync_journal(self.journal_path)
-            return record_finish(self.client, record, result_grid)
+            # Bounded: with the server gone, MLflow's own retries would hold the driver for minutes.
+            with bounded_http_requests():
+                sync_journal(self.journal_path)
+                return record_finish(self.client, record, result_grid)
         except Exception as exc:
             if is_permanent(exc):
                 raise

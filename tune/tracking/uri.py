@@ -82,6 +82,18 @@ def short_http_timeouts(uri: str, timeout_s: int = 10, retries: int = 1) -> Iter
     if not is_http(uri):
         yield
         return
+    with bounded_http_requests(timeout_s, retries):
+        yield
+
+
+# What a replay or the end of a sweep may spend on one REST call (one immediate retry): MLflow's default
+# (7 retries with back-off, 120 s timeouts) blocks about four minutes on a dead server.
+REPLAY_TIMEOUT_S, REPLAY_RETRIES = 60, 1
+
+
+@contextlib.contextmanager
+def bounded_http_requests(timeout_s: int = REPLAY_TIMEOUT_S, retries: int = REPLAY_RETRIES) -> Iterator[None]:
+    """Bound every MLflow REST call made meanwhile (a no-op for sqlite and file stores)."""
     overrides = {
         "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s),
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries),
