@@ -47,7 +47,9 @@ def bare_loop_steps_per_s(
     xt, yt = module.preprocess(torch.as_tensor(x), torch.as_tensor(y))
     xt, yt = xt.to(device), yt.to(device)
     proposal = LogSNRProposal(cfg.logsnr_loc, cfg.logsnr_scale, cfg.logsnr_clip)
-    opt = torch.optim.Adam(denoiser.parameters(), lr=cfg.learning_rate)
+    # The project's own optimizer (same kind, same settings), without its scheduler.
+    optimizers = module.configure_optimizers()
+    opt = optimizers["optimizer"] if isinstance(optimizers, dict) else optimizers
     b = cfg.batch_size
     warmup = max(steps // 10, 5)
     for i in range(steps + warmup):

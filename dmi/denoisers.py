@@ -1,8 +1,10 @@
 """Denoisers the estimator wraps: the exact Gaussian (oracle / base) and the learned one.
 
 Every denoiser is a module called as ``d(z, logsnr, y, y_present, segments=None) -> ε̂``
-with a ``thresholds`` attribute (log-SNR boundaries where it wants strata split). The
-estimator never asks anything else, so oracle, unified and mixture share one code path.
+with a ``thresholds`` attribute (log-SNR boundaries where it wants strata split), and
+``d.pair(z, logsnr, y, segments=None) -> (ε̂ without y, ε̂ with y)`` for the estimator,
+which needs both on the same noise. Nothing else is asked, so oracle, unified and mixture
+share one code path.
 """
 
 from __future__ import annotations
@@ -74,6 +76,16 @@ class GaussianDenoiser(nn.Module):
         coords = (r @ eigvec) * (b / (a * a * eigval + b * b))
         return coords @ eigvec.T
 
+    def pair(
+        self, z: Tensor, logsnr: Tensor, y: Tensor, segments: tuple[int, ...] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        alpha = logsnr.reshape(-1, 1)
+        a, b = torch.sigmoid(alpha).sqrt(), torch.sigmoid(-alpha).sqrt()
+        eps_u = self._solve(z - a * self.mean_x, self.eigvec_x, self.eigval_x, a, b)
+        mu_y = self.mean_x + (y - self.mean_y) @ self.coef.T
+        eps_c = self._solve(z - a * mu_y, self.eigvec_c, self.eigval_c, a, b)
+        return eps_u, eps_c
+
     def forward(
         self,
         z: Tensor,
@@ -82,13 +94,8 @@ class GaussianDenoiser(nn.Module):
         y_present: Tensor,
         segments: tuple[int, ...] | None = None,
     ) -> Tensor:
-        alpha = logsnr.reshape(-1, 1)
-        a, b = torch.sigmoid(alpha).sqrt(), torch.sigmoid(-alpha).sqrt()
-        eps_u = self._solve(z - a * self.mean_x, self.eigvec_x, self.eigval_x, a, b)
-        mu_y = self.mean_x + (y - self.mean_y) @ self.coef.T
-        eps_c = self._solve(z - a * mu_y, self.eigvec_c, self.eigval_c, a, b)
-        present = y_present.reshape(-1, 1).to(z.dtype)
-        return present * eps_c + (1 - present) * eps_u
+        eps_u, eps_c = self.pair(z, logsnr, y)
+        return torch.lerp(eps_u, eps_c, y_present.reshape(-1, 1).to(z.dtype))
 
 
 class Denoiser(nn.Module):
@@ -123,3 +130,12 @@ class Denoiser(nn.Module):
         if self.base is None:
             return out
         return self.base(z, logsnr, y, y_present) + out
+
+    def pair(
+        self, z: Tensor, logsnr: Tensor, y: Tensor, segments: tuple[int, ...] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        out_u, out_c = self.inner.pair(z, logsnr, y, segments)
+        if self.base is None:
+            return out_u, out_c
+        base_u, base_c = self.base.pair(z, logsnr, y)
+        return base_u + out_u, base_c + out_c

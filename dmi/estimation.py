@@ -62,14 +62,14 @@ def denoising_loss(
     return (row_weight * per_row).sum()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def estimate_mi(
     denoiser: nn.Module,
     x: Tensor,
     y: Tensor,
     proposal: LogSNRProposal,
     n_logsnr: int = 64,
-    rows_per_pass: int = 65536,
+    rows_per_pass: int | None = None,
     seed: int | None = None,
 ) -> MIEstimate:
     """Direct and orthogonal MI with standard errors, every point at every grid node.
@@ -79,6 +79,8 @@ def estimate_mi(
     conditional prediction. The per-point integrals are i.i.d., so their standard error
     over points is honest. ``seed`` fixes grid shifts and noise (common random numbers
     make successive validations comparable); None draws from the global generator.
+    ``rows_per_pass`` defaults to 4096 rows on CPU, where activations then stay in cache
+    (the elementwise ops are memory-bound; 65536 was 2x slower), and to 2**18 on a GPU.
     """
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must be 2-D with equal rows, got {tuple(x.shape)} and {tuple(y.shape)}")
@@ -93,6 +95,8 @@ def estimate_mi(
     counts = [max(c, 1) for c in split_counts(n_logsnr, len(strata))]
     k = sum(counts)
     n, d = x.shape
+    if rows_per_pass is None:
+        rows_per_pass = 4096 if device.type == "cpu" else 2**18
     chunk = max(1, rows_per_pass // k)
     direct, orth, nll_u, nll_c = [], [], [], []
     for start in range(0, n, chunk):
@@ -106,9 +110,7 @@ def estimate_mi(
         eps = torch.randn(x_rows.shape, device=device, dtype=x.dtype, generator=noise_gen)
         z = add_noise(x_rows, a_rows, eps)
         segments = tuple(c * m for c in counts)
-        present = torch.ones(k * m, device=device, dtype=x.dtype)
-        eps_u = denoiser(z, a_rows, y_rows, present * 0, segments)
-        eps_c = denoiser(z, a_rows, y_rows, present, segments)
+        eps_u, eps_c = denoiser.pair(z, a_rows, y_rows, segments)
         mse_u = (eps - eps_u).pow(2).sum(1).reshape(k, m).double()
         mse_c = (eps - eps_c).pow(2).sum(1).reshape(k, m).double()
         gap_orth = (eps_u - eps_c).pow(2).sum(1).reshape(k, m).double()

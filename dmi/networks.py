@@ -1,8 +1,13 @@
 """The inner networks: a residual MLP with a log-SNR embedding, and a mixture of experts.
 
-Both are called as ``net(z, logsnr, y, y_present, segments)`` and predict ε. The
-mixture routes by log-SNR only; ``segments`` (rows per log-SNR stratum, in order) lets
-it split a batch with static shapes instead of boolean masks.
+Both are called as ``net(z, logsnr, y, y_present, segments)`` and predict ε, and both
+offer ``pair(z, logsnr, y, segments) -> (ε̂ without y, ε̂ with y)``, which the estimator
+uses to compute the noise-level path once for the two predictions.
+
+Every layer holds the weights of ``n_experts`` experts stacked along a leading axis and
+runs on activations laid out ``(expert, rows, features)``: a unified network is one
+expert, and a mixture runs both of its experts in one batched matmul per layer instead of
+twice the small ops (CPU steps are bound by op count, not FLOPs, at these widths).
 """
 
 from __future__ import annotations
@@ -11,69 +16,124 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 
-class LogSNREmbedding(nn.Module):
-    """Fourier features of α; an MLP maps them to the additive embedding (network width)."""
+class ExpertLinear(nn.Module):
+    """``n_experts`` independent linear maps, applied to ``(n_experts, rows, in)``.
 
-    def __init__(self, width: int, n_frequencies: int = 16) -> None:
+    Initialised per expert as ``nn.Linear`` is (uniform in ±1/sqrt(in)), or at zero.
+    """
+
+    def __init__(self, n_experts: int, in_features: int, out_features: int, zero: bool = False) -> None:
         super().__init__()
-        # Periods from ~1.5 to ~100 log-SNR units cover the [-20, 30] range we integrate.
-        freqs = torch.exp(torch.linspace(math.log(1 / 16), math.log(4.0), n_frequencies))
-        self.register_buffer("freqs", freqs, persistent=False)
-        self.n_features = 2 * n_frequencies + 1
-        self.mlp = nn.Sequential(nn.Linear(self.n_features, width), nn.SiLU(), nn.Linear(width, width))
+        self.weight = nn.Parameter(torch.empty(n_experts, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(n_experts, 1, out_features))
+        bound = 0.0 if zero else 1.0 / math.sqrt(in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
 
-    def features(self, logsnr: Tensor) -> Tensor:
-        angles = logsnr.reshape(-1, 1) * self.freqs
-        return torch.cat([angles.sin(), angles.cos(), logsnr.reshape(-1, 1) / 10.0], dim=1)
+    def forward(self, h: Tensor) -> Tensor:
+        if self.weight.shape[0] == 1:
+            return torch.addmm(self.bias[0], h[0], self.weight[0]).unsqueeze(0)
+        return torch.baddbmm(self.bias, h, self.weight)
+
+    def accumulate_(self, out: Tensor, h: Tensor) -> Tensor:
+        """``out += self(h)`` in place (inference only): no bias copy, no separate add."""
+        out.add_(self.bias)
+        if self.weight.shape[0] == 1:
+            out[0].addmm_(h[0], self.weight[0])
+        else:
+            out.baddbmm_(h, self.weight)
+        return out
+
+
+class ExpertLayerNorm(nn.Module):
+    """Layer norm over features with a per-expert gain and bias."""
+
+    def __init__(self, n_experts: int, width: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n_experts, 1, width))
+        self.bias = nn.Parameter(torch.zeros(n_experts, 1, width))
+
+    def forward(self, h: Tensor) -> Tensor:
+        width = h.shape[-1]
+        if self.weight.shape[0] == 1:
+            return F.layer_norm(h, (width,), self.weight[0, 0], self.bias[0, 0])
+        return torch.addcmul(self.bias, F.layer_norm(h, (width,)), self.weight)
+
+
+def logsnr_features(logsnr: Tensor, freqs: Tensor) -> Tensor:
+    """Fourier features of α (..., 1) → (..., 2·len(freqs) + 1)."""
+    angles = logsnr * freqs
+    return torch.cat([angles.sin(), angles.cos(), logsnr / 10.0], dim=-1)
 
 
 class ResidualBlock(nn.Module):
-    """Pre-norm residual MLP block, modulated by the noise level (FiLM: scale and shift).
+    """Pre-norm residual MLP block, modulated by the noise level (FiLM: gain and bias).
 
     FiLM lets a block change its gain with α, which near-deterministic conditionals need
     at high SNR (spiral dim 3, 4k steps: 6.53 → 6.99 nats).
     """
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, n_experts: int, width: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(width)
-        self.fc1 = nn.Linear(width, width)
-        self.fc2 = nn.Linear(width, width)
-        self.act = nn.SiLU()
+        self.norm = ExpertLayerNorm(n_experts, width)
+        self.fc1 = ExpertLinear(n_experts, width, width)
+        self.fc2 = ExpertLinear(n_experts, width, width)
 
-    def forward(self, h: Tensor, emb: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
-        u = self.fc1(self.act(self.norm(h))) * (1 + scale) + shift + emb
-        return h + self.fc2(self.act(u))
+    def forward(self, h: Tensor, gain: Tensor, bias: Tensor) -> Tensor:
+        if torch.is_grad_enabled():
+            u = torch.addcmul(bias, self.fc1(F.silu(self.norm(h))), gain)
+            return h + self.fc2(F.silu(u))
+        # Inference (the estimator's hot loop): the same function, updating h in place.
+        u = torch.addcmul(bias, self.fc1(F.silu(self.norm(h), inplace=True)), gain)
+        return self.fc2.accumulate_(h, F.silu(u, inplace=True))
 
 
 class ResidualMLP(nn.Module):
     """ε-predictor for (z, α, y?) with hidden width ``model_dim``, honoured as given.
 
     y enters together with an explicit presence indicator, so "no y" is never confused
-    with y = 0 (the most common value of a standardised y). The FiLM parameters of all
-    blocks come from the α features in one small matmul (cheap next to the blocks).
+    with y = 0 (the most common value of a standardised y). An MLP of Fourier features of
+    α gives an additive embedding, and one small matmul gives every block's FiLM gain and
+    bias. Inputs to ``forward`` and ``pair`` are flat rows (one expert) or laid out
+    ``(n_experts, rows, ·)`` by the mixture.
     """
 
     thresholds: tuple[float, ...] = ()
 
-    def __init__(self, dim_x: int, dim_y: int, model_dim: int, n_blocks: int = 3) -> None:
+    def __init__(self, dim_x: int, dim_y: int, model_dim: int, n_blocks: int = 3, n_experts: int = 1) -> None:
         super().__init__()
-        if model_dim < 1 or n_blocks < 1:
-            raise ValueError(f"model_dim and n_blocks must be >= 1, got {model_dim}, {n_blocks}")
-        self.dim_x, self.dim_y, self.width = dim_x, dim_y, model_dim
-        self.in_proj = nn.Linear(dim_x + dim_y + 1, model_dim)
-        self.embed = LogSNREmbedding(model_dim)
-        self.film = nn.Linear(self.embed.n_features, 2 * model_dim * n_blocks)
-        nn.init.zeros_(self.film.weight)
-        nn.init.zeros_(self.film.bias)
-        self.blocks = nn.ModuleList(ResidualBlock(model_dim) for _ in range(n_blocks))
-        self.out_norm = nn.LayerNorm(model_dim)
-        self.out = nn.Linear(model_dim, dim_x)
+        if model_dim < 1 or n_blocks < 1 or n_experts < 1:
+            raise ValueError(
+                f"model_dim, n_blocks and n_experts must be >= 1, got {model_dim}, {n_blocks}, {n_experts}"
+            )
+        self.dim_x, self.dim_y, self.width, self.n_experts = dim_x, dim_y, model_dim, n_experts
+        # Periods from ~1.5 to ~100 log-SNR units cover the [-20, 30] range we integrate.
+        freqs = torch.exp(torch.linspace(math.log(1 / 16), math.log(4.0), 16))
+        self.register_buffer("freqs", freqs, persistent=False)
+        n_features = 2 * len(freqs) + 1
+        self.embed_in = ExpertLinear(n_experts, n_features, model_dim)
+        self.embed_out = ExpertLinear(n_experts, model_dim, model_dim)
+        self.film = ExpertLinear(n_experts, n_features, 2 * model_dim * n_blocks, zero=True)
+        self.in_proj = ExpertLinear(n_experts, dim_x + dim_y + 1, model_dim)
+        self.blocks = nn.ModuleList(ResidualBlock(n_experts, model_dim) for _ in range(n_blocks))
+        self.out_norm = ExpertLayerNorm(n_experts, model_dim)
         # Zero output: at initialisation the prediction is the base denoiser's (or 0).
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        self.out = ExpertLinear(n_experts, model_dim, dim_x, zero=True)
+
+    def _conditioning(self, logsnr: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """The α path, once per row: the embedding and each block's (gain, bias)."""
+        feats = logsnr_features(logsnr.unsqueeze(-1), self.freqs)
+        emb = self.embed_out(F.silu(self.embed_in(feats)))
+        films = self.film(feats).chunk(2 * len(self.blocks), dim=-1)
+        return emb, [(1 + films[2 * i], films[2 * i + 1] + emb) for i in range(len(self.blocks))]
+
+    def _trunk(self, h: Tensor, films: list[tuple[Tensor, Tensor]]) -> Tensor:
+        for block, (gain, bias) in zip(self.blocks, films, strict=True):
+            h = block(h, gain, bias)
+        return self.out(F.silu(self.out_norm(h)))
 
     def forward(
         self,
@@ -83,31 +143,73 @@ class ResidualMLP(nn.Module):
         y_present: Tensor,
         segments: tuple[int, ...] | None = None,
     ) -> Tensor:
-        present = y_present.reshape(-1, 1).to(z.dtype)
-        feats = self.embed.features(logsnr)
-        emb = self.embed.mlp(feats)
-        films = self.film(feats).chunk(2 * len(self.blocks), dim=1)
-        h = self.in_proj(torch.cat([z, y * present, present], dim=1)) + emb
-        for i, block in enumerate(self.blocks):
-            h = block(h, emb, films[2 * i], films[2 * i + 1])
-        return self.out(torch.nn.functional.silu(self.out_norm(h)))
+        flat = z.ndim == 2
+        if flat:
+            z, logsnr, y, y_present = z.unsqueeze(0), logsnr.reshape(1, -1), y.unsqueeze(0), y_present.reshape(1, -1)
+        present = y_present.unsqueeze(-1).to(z.dtype)
+        emb, films = self._conditioning(logsnr)
+        out = self._trunk(self.in_proj(torch.cat([z, y * present, present], dim=-1)) + emb, films)
+        return out[0] if flat else out
+
+    def pair(
+        self, z: Tensor, logsnr: Tensor, y: Tensor, segments: tuple[int, ...] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Predictions without and with y, sharing the α path and the z part of the input."""
+        flat = z.ndim == 2
+        if flat:
+            z, logsnr, y = z.unsqueeze(0), logsnr.reshape(1, -1), y.unsqueeze(0)
+        emb, films = self._conditioning(logsnr)
+        w = self.in_proj.weight
+        dx = self.dim_x
+        h_u = torch.baddbmm(self.in_proj.bias, z, w[:, :dx]) + emb
+        h_c = torch.baddbmm(h_u + w[:, -1:], y, w[:, dx:-1])  # before h_u is updated in place
+        return self._unflatten(flat, self._trunk(h_u, films), self._trunk(h_c, films))
+
+    @staticmethod
+    def _unflatten(flat: bool, out_u: Tensor, out_c: Tensor) -> tuple[Tensor, Tensor]:
+        return (out_u[0], out_c[0]) if flat else (out_u, out_c)
 
 
 class MixtureOfExperts(nn.Module):
-    """A low-SNR and a high-SNR expert split at ``threshold`` (log-SNR).
+    """A low-SNR and a high-SNR expert split at ``threshold`` (log-SNR), stacked in one net.
 
     With ``segments`` (rows below, rows above the threshold, in that order) each expert
-    runs on a contiguous slice: static shapes. Without it (arbitrary input), both experts
-    run on every row and the output is selected per row, which is correct but twice the work.
+    runs on its own contiguous rows: a free reshape when the shares are equal (as the
+    estimator and the training loss lay them out), rows padded by repetition otherwise.
+    Without it (arbitrary input), both experts run on every row and each row keeps its
+    expert's output: correct, at twice the work.
     """
 
-    def __init__(self, low: nn.Module, high: nn.Module, threshold: float) -> None:
+    def __init__(self, dim_x: int, dim_y: int, model_dim: int, n_blocks: int, threshold: float) -> None:
         super().__init__()
         if not math.isfinite(threshold):
             raise ValueError(f"snr_threshold must be finite, got {threshold}")
-        self.low, self.high = low, high
         self.threshold = float(threshold)
         self.thresholds = (self.threshold,)
+        self.experts = ResidualMLP(dim_x, dim_y, model_dim, n_blocks, n_experts=2)
+
+    def _routed(self, fn, tensors: list[Tensor], logsnr: Tensor, segments: tuple[int, ...] | None):
+        n_experts = self.experts.n_experts
+        if segments is None:
+            # Every expert on every row, then each row takes its own expert's output.
+            outs = fn(*(t.unsqueeze(0).expand(n_experts, *t.shape) for t in tensors))
+            which = torch.bucketize(logsnr.reshape(-1), logsnr.new_tensor(self.thresholds), right=True)
+            rows = torch.arange(which.shape[0], device=which.device)
+            return tuple(o[which, rows] for o in outs)
+        if len(segments) != n_experts:
+            raise ValueError(f"segments must give rows for {n_experts} experts, got {segments}")
+        m = max(segments)
+        if all(c == m for c in segments):
+            outs = fn(*(t.reshape(n_experts, m, *t.shape[1:]) for t in tensors))
+            return tuple(o.reshape(n_experts * m, -1) for o in outs)
+        # Unequal shares (odd batch): pad each expert's rows to m by repeating its last row.
+        starts = torch.tensor([0, *segments[:-1]]).cumsum(0).tolist()
+        index = torch.cat(
+            [torch.arange(m).clamp_max(max(c - 1, 0)) + s for c, s in zip(segments, starts, strict=True)]
+        ).to(logsnr.device)
+        index = index.clamp_max(logsnr.shape[0] - 1)
+        outs = fn(*(t[index].reshape(n_experts, m, *t.shape[1:]) for t in tensors))
+        return tuple(torch.cat([o[e, :c] for e, c in enumerate(segments)]) for o in outs)
 
     def forward(
         self,
@@ -117,15 +219,12 @@ class MixtureOfExperts(nn.Module):
         y_present: Tensor,
         segments: tuple[int, ...] | None = None,
     ) -> Tensor:
-        if segments is None:
-            is_low = (logsnr.reshape(-1, 1) < self.threshold).to(z.dtype)
-            return is_low * self.low(z, logsnr, y, y_present) + (1 - is_low) * self.high(
-                z, logsnr, y, y_present
-            )
-        n_low, n_high = segments
-        parts = []
-        if n_low:
-            parts.append(self.low(z[:n_low], logsnr[:n_low], y[:n_low], y_present[:n_low]))
-        if n_high:
-            parts.append(self.high(z[n_low:], logsnr[n_low:], y[n_low:], y_present[n_low:]))
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        (out,) = self._routed(
+            lambda *t: (self.experts(*t),), [z, logsnr, y, y_present.to(z.dtype)], logsnr, segments
+        )
+        return out
+
+    def pair(
+        self, z: Tensor, logsnr: Tensor, y: Tensor, segments: tuple[int, ...] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        return self._routed(self.experts.pair, [z, logsnr, y], logsnr, segments)

@@ -33,4 +33,6 @@ def test_model_dim_is_honoured() -> None:
     from dmi.module import build_denoiser
 
     denoiser = build_denoiser(EstimatorConfig(model_dim=37), 50, 50)
-    assert denoiser.inner.width == 37 and denoiser.inner.in_proj.out_features == 37
+    assert denoiser.inner.width == 37 and denoiser.inner.in_proj.weight.shape == (1, 101, 37)
+    moe = build_denoiser(EstimatorConfig(architecture="moe", model_dim=37), 50, 50)
+    assert moe.inner.experts.in_proj.weight.shape == (2, 101, 37)
