@@ -32,23 +32,34 @@ def build_parser() -> argparse.ArgumentParser:
     return subcommand_parser("dmi", "Diffusion (I-MMSE) mutual-information estimation.", COMMANDS)
 
 
+def run_subcommand(
+    prog: str, args: argparse.Namespace, refused: tuple[type[BaseException], ...], interrupted: str = "interrupted"
+) -> int:
+    """Run a parsed subcommand with the project's exit codes; shared with dmi-tune.
+
+    Input in ``refused`` (and ``UsageError``): one line ``PROG: error: ...``, exit 2. Diverged
+    training: one line, exit 1. Ctrl-C: ``PROG: <interrupted>``, exit 130.
+    """
+    try:
+        return int(args.run(args) or 0)
+    except (UsageError, *refused) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+    except FloatingPointError as exc:
+        print(f"{prog}: training diverged: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: {interrupted}", file=sys.stderr)
+        return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from dmi.config import ConfigError
     from dmi.data import DataError
 
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except (UsageError, ConfigError, DataError, FileNotFoundError, ValueError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"dmi: error: {message}", file=sys.stderr)
-        return 2
-    except FloatingPointError as exc:
-        print(f"dmi: training diverged: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("dmi: interrupted", file=sys.stderr)
-        return 130
+    return run_subcommand("dmi", args, (ConfigError, DataError, FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

@@ -10,12 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from dmi.cli import subcommand_parser
+from dmi.cli import UsageError, run_subcommand, subcommand_parser
 from tune.commands import COMMANDS
 
-
-class UsageError(Exception):
-    """Input a subcommand refuses; printed as one line, exit code 2."""
+__all__ = ["UsageError", "build_parser", "main"]  # UsageError: the one dmi.cli defines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,15 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tune.tracking_glue import TrackingError
 
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except (UsageError, SweepConfigError, ConfigError, DataError, TrackingError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"dmi-tune: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("dmi-tune: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    return run_subcommand(
+        "dmi-tune",
+        args,
+        (SweepConfigError, ConfigError, DataError, TrackingError),
+        interrupted="interrupted; run the same command again to resume",
+    )
 
 
 if __name__ == "__main__":
