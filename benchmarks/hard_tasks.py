@@ -5,7 +5,8 @@ original data budget, estimate on the test set, print estimate ± SE, error, ste
 wall time for both forms, and whether the issue's target is met.
 
     python benchmarks/hard_tasks.py [--steps N] [--n_train 100000] [--n_test 10000]
-                                    [--tasks multinormal:50:200 ...] [--archs unified moe] [--json]
+                                    [--tasks multinormal:50:200 ...] [--archs unified moe]
+                                    [--threads N] [--json]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import sys
 import time
 
+import torch
 import yaml
 
 from dmi.config import EstimatorConfig
@@ -77,8 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n_test", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a default (exploration)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     print("| task | arch | true | direct ± SE (error) | orthogonal ± SE (error) | target | steps | wall s |")
     print("|---|---|---|---|---|---|---|---|")

@@ -22,6 +22,11 @@ class EstimatorConfig:
     The log-SNR range is [loc − clip·scale, loc + clip·scale] = [−12, 24] by default: wide
     enough that a perfect denoiser loses < 0.001 nats at 14.5 nats (the original's
     loc 2 / scale 3 / clip 4 loses 0.98). The same range is used to train and to estimate.
+
+    Batch 1024, learning rate 2e-3, 30k steps: spiral needs many noisy samples, and on a
+    CPU a 1024-row step costs about twice a 256-row one. Spiral dim 10 (truth 9.90), 20k
+    steps: 7.79 nats at lr 1e-3, 8.64 at 2e-3, 7.46 at 4e-3; batch 256, lr 1e-3 and 50k
+    steps read 5.22. Spiral dim 3 at lr 2e-3 still gained 0.1 nats per 2k steps at 20k.
     """
 
     architecture: str = "unified"
@@ -29,11 +34,11 @@ class EstimatorConfig:
     model_dim: int = 64
     n_blocks: int = 3
     gaussian_base: bool = True
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     weight_decay: float = 0.0
     lr_schedule: str = "cosine"
-    batch_size: int = 256
-    max_steps: int = 20000
+    batch_size: int = 1024
+    max_steps: int = 30000
     y_drop_prob: float = 0.25
     logsnr_loc: float = 6.0
     logsnr_scale: float = 6.0

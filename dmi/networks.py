@@ -95,9 +95,13 @@ class ResidualMLP(nn.Module):
     """ε-predictor for (z, α, y?) with hidden width ``model_dim``, honoured as given.
 
     y enters together with an explicit presence indicator, so "no y" is never confused
-    with y = 0 (the most common value of a standardised y). An MLP of Fourier features of
-    α gives an additive embedding, and one small matmul gives every block's FiLM gain and
-    bias. Inputs to ``forward`` and ``pair`` are flat rows (one expert) or laid out
+    with y = 0 (the most common value of a standardised y). It enters twice: concatenated
+    to z at the input, and, with the Fourier features of α, into a small conditioning MLP
+    that gives the additive embedding and every block's FiLM gain and bias. The FiLM path
+    lets y *multiply* features of z, which near-deterministic nonlinear dependence needs
+    (spiral rotates x by an angle set by ‖x‖²): spiral dim 10, batch 1024, 10k steps,
+    6.96 nats with y in the FiLM path against 4.99 with y at the input only.
+    Inputs to ``forward`` and ``pair`` are flat rows (one expert) or laid out
     ``(n_experts, rows, ·)`` by the mixture.
     """
 
@@ -114,20 +118,20 @@ class ResidualMLP(nn.Module):
         freqs = torch.exp(torch.linspace(math.log(1 / 16), math.log(4.0), 16))
         self.register_buffer("freqs", freqs, persistent=False)
         n_features = 2 * len(freqs) + 1
-        self.embed_in = ExpertLinear(n_experts, n_features, model_dim)
+        # Conditioning MLP on [features of α, y·present, present].
+        self.embed_in = ExpertLinear(n_experts, n_features + dim_y + 1, model_dim)
         self.embed_out = ExpertLinear(n_experts, model_dim, model_dim)
-        self.film = ExpertLinear(n_experts, n_features, 2 * model_dim * n_blocks, zero=True)
+        self.film = ExpertLinear(n_experts, model_dim, 2 * model_dim * n_blocks, zero=True)
         self.in_proj = ExpertLinear(n_experts, dim_x + dim_y + 1, model_dim)
         self.blocks = nn.ModuleList(ResidualBlock(n_experts, model_dim) for _ in range(n_blocks))
         self.out_norm = ExpertLayerNorm(n_experts, model_dim)
         # Zero output: at initialisation the prediction is the base denoiser's (or 0).
         self.out = ExpertLinear(n_experts, model_dim, dim_x, zero=True)
 
-    def _conditioning(self, logsnr: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
-        """The α path, once per row: the embedding and each block's (gain, bias)."""
-        feats = logsnr_features(logsnr.unsqueeze(-1), self.freqs)
-        emb = self.embed_out(F.silu(self.embed_in(feats)))
-        films = self.film(feats).chunk(2 * len(self.blocks), dim=-1)
+    def _conditioning(self, hidden: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """From the conditioning MLP's first pre-activation: the embedding and each block's (gain, bias)."""
+        emb = self.embed_out(F.silu(hidden))
+        films = self.film(F.silu(emb)).chunk(2 * len(self.blocks), dim=-1)
         return emb, [(1 + films[2 * i], films[2 * i + 1] + emb) for i in range(len(self.blocks))]
 
     def _trunk(self, h: Tensor, films: list[tuple[Tensor, Tensor]]) -> Tensor:
@@ -147,23 +151,31 @@ class ResidualMLP(nn.Module):
         if flat:
             z, logsnr, y, y_present = z.unsqueeze(0), logsnr.reshape(1, -1), y.unsqueeze(0), y_present.reshape(1, -1)
         present = y_present.unsqueeze(-1).to(z.dtype)
-        emb, films = self._conditioning(logsnr)
-        out = self._trunk(self.in_proj(torch.cat([z, y * present, present], dim=-1)) + emb, films)
+        y_in = torch.cat([y * present, present], dim=-1)
+        feats = logsnr_features(logsnr.unsqueeze(-1), self.freqs)
+        emb, films = self._conditioning(self.embed_in(torch.cat([feats, y_in], dim=-1)))
+        out = self._trunk(self.in_proj(torch.cat([z, y_in], dim=-1)) + emb, films)
         return out[0] if flat else out
 
     def pair(
         self, z: Tensor, logsnr: Tensor, y: Tensor, segments: tuple[int, ...] | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Predictions without and with y, sharing the α path and the z part of the input."""
+        """Predictions without and with y; the α and z parts of both first layers are shared."""
         flat = z.ndim == 2
         if flat:
             z, logsnr, y = z.unsqueeze(0), logsnr.reshape(1, -1), y.unsqueeze(0)
-        emb, films = self._conditioning(logsnr)
-        w = self.in_proj.weight
+        feats = logsnr_features(logsnr.unsqueeze(-1), self.freqs)
+        n_feats = feats.shape[-1]
+        w_emb, w_in = self.embed_in.weight, self.in_proj.weight
+        hidden_u = torch.baddbmm(self.embed_in.bias, feats, w_emb[:, :n_feats])
+        hidden_c = torch.baddbmm(hidden_u + w_emb[:, -1:], y, w_emb[:, n_feats:-1])
+        emb_u, films_u = self._conditioning(hidden_u)
+        emb_c, films_c = self._conditioning(hidden_c)
         dx = self.dim_x
-        h_u = torch.baddbmm(self.in_proj.bias, z, w[:, :dx]) + emb
-        h_c = torch.baddbmm(h_u + w[:, -1:], y, w[:, dx:-1])  # before h_u is updated in place
-        return self._unflatten(flat, self._trunk(h_u, films), self._trunk(h_c, films))
+        h_z = torch.baddbmm(self.in_proj.bias, z, w_in[:, :dx])
+        h_c = torch.baddbmm(h_z + w_in[:, -1:] + emb_c, y, w_in[:, dx:-1])
+        h_u = h_z.add_(emb_u) if not torch.is_grad_enabled() else h_z + emb_u
+        return self._unflatten(flat, self._trunk(h_u, films_u), self._trunk(h_c, films_c))
 
     @staticmethod
     def _unflatten(flat: bool, out_u: Tensor, out_c: Tensor) -> tuple[Tensor, Tensor]:
