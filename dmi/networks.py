@@ -174,7 +174,7 @@ class ResidualMLP(nn.Module):
         dx = self.dim_x
         h_z = torch.baddbmm(self.in_proj.bias, z, w_in[:, :dx])
         h_c = torch.baddbmm(h_z + w_in[:, -1:] + emb_c, y, w_in[:, dx:-1])
-        h_u = h_z.add_(emb_u) if not torch.is_grad_enabled() else h_z + emb_u
+        h_u = h_z + emb_u
         return self._unflatten(flat, self._trunk(h_u, films_u), self._trunk(h_c, films_c))
 
     @staticmethod
