@@ -1,4 +1,4 @@
-"""bmi's own estimators as peers: KSG, CCA and the neural critics InfoNCE and MINE.
+"""bmi's own estimators as peers: KSG, CCA and the neural critics InfoNCE, MINE, NWJ and DV.
 
 Each runs with bmi's defaults except where noted in ``PeerSettings`` (sample caps, step cap,
 ``verbose=False``). They run in one worker process with a time limit, so a peer that hangs
@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-PEER_NAMES = ("ksg", "cca", "infonce", "mine")
+PEER_NAMES = ("ksg", "cca", "infonce", "mine", "nwj", "dv")
+CRITICS = ("infonce", "mine", "nwj", "dv")
 
 
 @dataclass(frozen=True)
@@ -29,43 +30,50 @@ class PeerSettings:
     critic_max_n: int = 10_000
     critic_steps: int = 5_000
     seed: int = 0
+    ksg_neighborhoods: tuple[int, ...] = (5,)
 
 
 def sample_size(name: str, n: int, settings: PeerSettings) -> int:
     """How many of the task's ``n`` points the peer sees (the first ones: the draws are i.i.d.)."""
     if name == "ksg":
         return min(n, settings.ksg_max_n)
-    if name in ("infonce", "mine"):
+    if name in CRITICS:
         return min(n, settings.critic_max_n)
     return n
 
 
 def steps_of(name: str, settings: PeerSettings) -> int | None:
-    return settings.critic_steps if name in ("infonce", "mine") else None
+    return settings.critic_steps if name in CRITICS else None
 
 
 def make_peer(name: str, settings: PeerSettings):
     from bmi.estimators import (
         CCAMutualInformationEstimator,
+        DonskerVaradhanEstimator,
         InfoNCEEstimator,
         KSGEnsembleFirstEstimator,
         MINEEstimator,
+        NWJEstimator,
     )
 
     if name == "ksg":
-        return KSGEnsembleFirstEstimator(neighborhoods=(5,), standardize=True)
+        return KSGEnsembleFirstEstimator(neighborhoods=settings.ksg_neighborhoods, standardize=True)
     if name == "cca":
         return CCAMutualInformationEstimator()
     if name == "infonce":
         return InfoNCEEstimator(max_n_steps=settings.critic_steps, verbose=False, seed=settings.seed)
     if name == "mine":
         return MINEEstimator(max_n_steps=settings.critic_steps, verbose=False, seed=settings.seed)
+    if name == "nwj":
+        return NWJEstimator(max_n_steps=settings.critic_steps, verbose=False, seed=settings.seed)
+    if name == "dv":
+        return DonskerVaradhanEstimator(max_n_steps=settings.critic_steps, verbose=False, seed=settings.seed)
     raise ValueError(f"unknown peer {name!r}; choose from {', '.join(PEER_NAMES)}")
 
 
 def describe(name: str, n_points: int, info: dict[str, Any]) -> str:
     """Facts worth a note: how the neural critics trained and how many points they were scored on."""
-    if name not in ("infonce", "mine"):
+    if name not in CRITICS:
         return ""
     n_eval = n_points - int(n_points * 0.5)  # bmi's default train_test_split of 0.5
     parts = [f"scored on {n_eval} held-out points"]

@@ -7,14 +7,19 @@ from typing import Any
 
 import numpy as np
 
-from dmi.config import EstimatorConfig
+from dmi.config import TEST_FRACTION, EstimatorConfig
 from dmi.data import DataError, validate_sample
+from dmi.diagnostics import diagnose, emit
 from dmi.diffusion import MIEstimate
-from dmi.training import fit
+from dmi.training import fit, fitted_choices
 
 
 class DiffusionMI:
     """Diffusion (I-MMSE) MI estimator: trains on a split of the sample, estimates on the rest.
+
+    The training part is split again: ``val_fraction`` of it selects the weights (held-out
+    NLL, early stopping) and the Gaussian base's regularisation; the test part is used once,
+    for the estimate.
 
     ``DiffusionMI(architecture="unified"|"moe", **hyperparameters)``; hyperparameters are
     the fields of ``EstimatorConfig``. ``estimate`` returns the direct estimate (nats) unless
@@ -24,7 +29,7 @@ class DiffusionMI:
     def __init__(
         self,
         architecture: str = "unified",
-        test_fraction: float = 0.1,
+        test_fraction: float = TEST_FRACTION,
         form: str = "direct",
         **hyperparameters: Any,
     ) -> None:
@@ -55,15 +60,27 @@ class DiffusionMI:
         return self.module.estimate(x_test, y_test, seed=self.config.seed), train_seconds
 
     def estimate(self, x, y) -> float:
+        """The estimate (nats); its bad signs are raised as ``EstimateWarning``."""
         est, _ = self.fit_and_estimate(x, y)
+        emit(diagnose(est, self.module.selection))
         return est.mi if self.form == "direct" else est.mi_orthogonal
 
     def estimate_with_info(self, x, y):
+        """bmi's ``EstimateResult``; ``additional_information`` says how the estimate was obtained.
+
+        Both forms with standard errors, the selected and trained steps, whether training
+        stopped early or ran out of budget still improving, train and held-out NLL and their
+        gap, the forms' disagreement in SE, the preprocessing and Gaussian base chosen, and
+        the warnings (also raised as ``EstimateWarning``).
+        """
         from bmi.interface import EstimateResult
 
         start = time.perf_counter()
         est, train_seconds = self.fit_and_estimate(x, y)
-        info = est.as_dict() | {"train_seconds": train_seconds, "form": self.form}
+        diag = diagnose(est, self.module.selection)
+        emit(diag)
+        info = est.as_dict() | diag | fitted_choices(self.module)
+        info |= {"train_seconds": train_seconds, "form": self.form}
         value = est.mi if self.form == "direct" else est.mi_orthogonal
         return EstimateResult(
             mi_estimate=value, time_in_seconds=time.perf_counter() - start, additional_information=info
@@ -80,7 +97,7 @@ def _parameters_model():
         import pydantic
         from bmi.interface import BaseModel
 
-        defaults = EstimatorConfig().as_dict() | {"test_fraction": 0.1, "form": "direct"}
+        defaults = EstimatorConfig().as_dict() | {"test_fraction": TEST_FRACTION, "form": "direct"}
         fields = {name: (type(value), value) for name, value in defaults.items()}
         _PARAMS = pydantic.create_model("DiffusionMIParameters", __base__=BaseModel, **fields)
     return _PARAMS

@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 ARCHITECTURES = ("unified", "moe")
-PREPROCESSING = ("rescale", "none")
+PREPROCESSING = ("auto", "rescale", "rank_gauss", "none")
+# Share of a sample that DiffusionMI and `dmi estimate` keep for the estimate. Its SE is
+# sqrt(Var[pmi] / n_test) however well the denoiser trained, so a small test split is noisy.
+TEST_FRACTION = 0.3
 
 
 class ConfigError(ValueError):
@@ -47,7 +50,10 @@ class EstimatorConfig:
     ema_decay: float = 0.999
     n_logsnr: int = 32
     val_n_logsnr: int = 16
-    preprocess: str = "rescale"
+    val_fraction: float = 0.1
+    val_interval: int = 200
+    patience: int = 10
+    preprocess: str = "auto"
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -63,7 +69,16 @@ class EstimatorConfig:
             fail("preprocess", f"must be one of {', '.join(PREPROCESSING)}")
         if self.lr_schedule not in ("cosine", "constant"):
             fail("lr_schedule", "must be 'cosine' or 'constant'")
-        for name in ("model_dim", "n_blocks", "batch_size", "max_steps", "n_logsnr", "val_n_logsnr"):
+        for name in (
+            "model_dim",
+            "n_blocks",
+            "batch_size",
+            "max_steps",
+            "n_logsnr",
+            "val_n_logsnr",
+            "val_interval",
+            "patience",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 fail(name, "must be a positive integer")
@@ -79,6 +94,8 @@ class EstimatorConfig:
             fail("weight_decay", "must be >= 0")
         if not 0.0 <= self.y_drop_prob < 1.0:
             fail("y_drop_prob", "must be in [0, 1)")
+        if not (isinstance(self.val_fraction, (int, float)) and 0.0 <= self.val_fraction < 0.5):
+            fail("val_fraction", "must be in [0, 0.5) (0 turns held-out selection off)")
         if not 0.0 < self.ema_decay < 1.0:
             fail("ema_decay", "must be in (0, 1)")
         if self.architecture == "moe":

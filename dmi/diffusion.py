@@ -10,7 +10,7 @@ far less noisy than independent draws (see ../shared/notes/math.md).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -138,6 +138,8 @@ class MIEstimate:
     nll_x_given_y: float
     n_points: int
     n_logsnr: int
+    # Per-point nll(x) + nll(x|y) (float64), for paired comparisons between models; not reported.
+    nll_points: Tensor | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, float | int]:
         return {

@@ -123,15 +123,17 @@ def estimate_mi(
     mi, mi_se = mean_and_stderr(torch.cat(direct))
     mo, mo_se = mean_and_stderr(torch.cat(orth))
     h = gaussian_entropy(d)
+    nll_u_points, nll_c_points = torch.cat(nll_u), torch.cat(nll_c)
     return MIEstimate(
         mi=mi,
         mi_orthogonal=mo,
         mi_stderr=mi_se,
         mi_orthogonal_stderr=mo_se,
-        nll_x=h + torch.cat(nll_u).mean().item(),
-        nll_x_given_y=h + torch.cat(nll_c).mean().item(),
+        nll_x=h + nll_u_points.mean().item(),
+        nll_x_given_y=h + nll_c_points.mean().item(),
         n_points=n,
         n_logsnr=k,
+        nll_points=(nll_u_points + nll_c_points).cpu() + 2 * h,
     )
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from dmi.config import EstimatorConfig
+from dmi.data import RANK_KNOTS, rank_gauss, rank_gauss_log_jacobian
 from dmi.denoisers import Denoiser, GaussianDenoiser
 from dmi.diffusion import LogSNRProposal, MIEstimate
 from dmi.estimation import denoising_loss, estimate_mi
@@ -42,11 +43,17 @@ class DiffusionMIModule(pl.LightningModule):
         self.automatic_optimization = False
         self.cfg = EstimatorConfig.from_dict(hparams)
         self.dim_x, self.dim_y = dim_x, dim_y
+        self.selection = None  # set by dmi.training.fit: how the weights were selected
+        self.last_val_points: Tensor | None = None
         self.denoiser = build_denoiser(self.cfg, dim_x, dim_y)
         self.proposal = LogSNRProposal(self.cfg.logsnr_loc, self.cfg.logsnr_scale, self.cfg.logsnr_clip)
+        n_knots = RANK_KNOTS if self.cfg.preprocess in ("rank_gauss", "auto") else 0
+        # Whether the knots are applied: fixed by rank_gauss, chosen on held-out data by auto.
+        self.register_buffer("rank_gauss_on", torch.tensor(self.cfg.preprocess == "rank_gauss"))
         for name, dim in (("x", dim_x), ("y", dim_y)):
             self.register_buffer(f"{name}_shift", torch.zeros(dim, dtype=torch.float64))
             self.register_buffer(f"{name}_scale", torch.ones(dim, dtype=torch.float64))
+            self.register_buffer(f"{name}_knots", torch.zeros(n_knots, dim, dtype=torch.float64))
 
     # -- set-up from the training sample ---------------------------------------------------
     def set_preprocessing(self, x_shift, x_scale, y_shift, y_scale) -> None:
@@ -58,14 +65,32 @@ class DiffusionMIModule(pl.LightningModule):
         ):
             getattr(self, name).copy_(torch.as_tensor(np.asarray(value), dtype=torch.float64))
 
-    def set_gaussian_base(self, x: Tensor, y: Tensor) -> None:
-        """Fit the linear-Gaussian base to the (preprocessed) training sample."""
-        if self.denoiser.base is not None:
-            self.denoiser.base.load_state_dict(GaussianDenoiser.from_sample(x, y).state_dict())
+    def set_rank_knots(self, x_knots, y_knots) -> None:
+        for name, value in (("x_knots", x_knots), ("y_knots", y_knots)):
+            getattr(self, name).copy_(torch.as_tensor(np.asarray(value), dtype=torch.float64))
+
+    def log_jacobian_x(self, x: Tensor) -> Tensor:
+        """log |det ∂preprocess(x)/∂x| per row (float64): a density of preprocessed x times exp(this) is one of x."""
+        x = x.to(self.x_shift.device, torch.float64)
+        out = -torch.log(self.x_scale).sum().expand(x.shape[0]).clone()
+        if bool(self.rank_gauss_on):
+            out += rank_gauss_log_jacobian(x, self.x_knots)
+        return out
+
+    @property
+    def preprocessing(self) -> str:
+        """The preprocessing in use (``auto`` resolved)."""
+        if self.cfg.preprocess != "auto":
+            return self.cfg.preprocess
+        return "rank_gauss" if bool(self.rank_gauss_on) else "rescale"
 
     def preprocess(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        x = (x.to(self.x_shift.device, torch.float64) - self.x_shift) / self.x_scale
-        y = (y.to(self.y_shift.device, torch.float64) - self.y_shift) / self.y_scale
+        x = x.to(self.x_shift.device, torch.float64)
+        y = y.to(self.y_shift.device, torch.float64)
+        if bool(self.rank_gauss_on):
+            x, y = rank_gauss(x, self.x_knots), rank_gauss(y, self.y_knots)
+        x = (x - self.x_shift) / self.x_scale
+        y = (y - self.y_shift) / self.y_scale
         return x.float(), y.float()
 
     # -- training ----------------------------------------------------------------------------
@@ -114,6 +139,7 @@ class DiffusionMIModule(pl.LightningModule):
             "mi_orthogonal_stderr": est.mi_orthogonal_stderr,
         }
         self.log_dict(metrics, prog_bar=False, batch_size=x.shape[0])
+        self.last_val_points = est.nll_points  # read by dmi.selection.HeldOutSelection
 
     def configure_optimizers(self):
         # Fused Adam: one kernel for all parameters instead of ~10 ops each (+15-30 % steps/s
@@ -141,12 +167,17 @@ class DiffusionMIModule(pl.LightningModule):
     @torch.no_grad()
     def estimate(self, x, y, n_logsnr: int | None = None, seed: int = 0) -> MIEstimate:
         """MI of a raw (unpreprocessed) sample with the current weights."""
-        was_training = self.training
-        self.eval()
         xt, yt = self.preprocess(
             torch.tensor(np.asarray(x, dtype=np.float64)), torch.tensor(np.asarray(y, dtype=np.float64))
         )
+        return self.estimate_preprocessed(xt, yt, n_logsnr, seed)
+
+    @torch.no_grad()
+    def estimate_preprocessed(self, x: Tensor, y: Tensor, n_logsnr: int | None = None, seed: int = 0) -> MIEstimate:
+        was_training = self.training
+        self.eval()
         try:
-            return estimate_mi(self.denoiser, xt, yt, self.proposal, n_logsnr or self.cfg.n_logsnr, seed=seed)
+            x, y = x.to(self.device), y.to(self.device)
+            return estimate_mi(self.denoiser, x, y, self.proposal, n_logsnr or self.cfg.n_logsnr, seed=seed)
         finally:
             self.train(was_training)

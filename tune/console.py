@@ -107,6 +107,14 @@ def print_final(summary: dict[str, Any]) -> None:
         if truth is not None:
             line += f"   truth {truth:.4f}, error {est[key] - truth:+.4f}"
         print(line)
+    diag = summary.get("final_diagnostics") or {}
+    if diag.get("held_out_selection"):
+        stopped = " (stopped early)" if diag["stopped_early"] else ""
+        gap = diag.get("nll_gap", float("nan"))
+        steps = f"{diag['selected_step']} of {diag['trained_steps']}"
+        print(f"  selected step {steps}{stopped}; held-out NLL gap {gap:+.3f}")
+    for message in diag.get("warnings", []):
+        print(f"  warning: {message}")
     ranking = summary.get("ranking")
     if ranking and ranking.get("spearman_val_loss_abs_error") is not None:
         print(

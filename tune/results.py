@@ -66,6 +66,8 @@ def label_free_ranking(grid) -> dict[str, Any]:
 
 def final_estimate(grid, objective: str, data: SweepData, n_logsnr: int) -> dict[str, Any]:
     """Best trial by the objective → its best kept checkpoint → MI on the held-out test set."""
+    from dmi.diagnostics import diagnose
+    from dmi.selection import read_selection
     from dmi.training import load_module
 
     best = grid.get_best_result(metric=objective, mode="min", scope="all", filter_nan_and_inf=True)
@@ -74,7 +76,9 @@ def final_estimate(grid, objective: str, data: SweepData, n_logsnr: int) -> dict
         raise RuntimeError(f"the best trial ({best.path}) kept no checkpoint")
     with checkpoint.as_directory() as folder:
         module = load_module(Path(folder) / CHECKPOINT_FILE)
-    estimate = module.estimate(data.x_test, data.y_test, n_logsnr=n_logsnr, seed=0).as_dict()
+        selection = read_selection(Path(folder) / CHECKPOINT_FILE)
+    est = module.estimate(data.x_test, data.y_test, n_logsnr=n_logsnr, seed=0)
+    estimate = est.as_dict()
     out: dict[str, Any] = {
         "best_trial_id": best.metrics.get("trial_id"),
         "best_trial_path": best.path,
@@ -82,6 +86,7 @@ def final_estimate(grid, objective: str, data: SweepData, n_logsnr: int) -> dict
         "best_config": dict(best.config),
         "best_estimator_config": module.cfg.as_dict(),
         "final_estimate": estimate,
+        "final_diagnostics": diagnose(est, selection),
         "true_mi": data.true_mi,
     }
     if data.true_mi is not None:

@@ -1,8 +1,11 @@
 """The Tune function trainable: one trial = one estimator trained with ``dmi.training.fit``.
 
 Every validation reports ``val_loss`` (held-out NLL sum, label-free), ``mi``,
-``mi_orthogonal``, their standard errors and, when the truth is known, ``abs_error``,
-together with a Lightning checkpoint; a restarted trial resumes from ``tune.get_checkpoint()``.
+``mi_orthogonal``, their standard errors, the selection state (selected step, train NLL and
+the train/held-out gap, whether early stopping ended the trial) and, when the truth is
+known, ``abs_error``, together with a Lightning checkpoint; a restarted trial resumes from
+``tune.get_checkpoint()``. A trial ends early once its held-out NLL has not improved for
+``patience`` validations.
 The trainable knows nothing of the searcher or scheduler.
 """
 
@@ -29,6 +32,13 @@ REPORTED = (
     "val_nll_x",
     "val_nll_x_given_y",
     "train_loss",
+    # held-out selection (dmi.selection.HeldOutSelection): how this trial's weights are chosen
+    "selected_step",
+    "best_val_loss",
+    "trained_steps",
+    "train_nll",
+    "nll_gap",
+    "early_stopped",
 )
 
 

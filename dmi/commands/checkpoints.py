@@ -35,13 +35,24 @@ def checkpoint_path(root: str | os.PathLike, task_name: str, architecture: str, 
 
 def trained_steps(path: Path) -> int:
     """The step count stored in a checkpoint, loaded with ``weights_only=True``."""
+    return int(_load(path)["global_step"])
+
+
+def stored_selection(path: Path):
+    """The held-out selection a checkpoint records (a ``SelectionReport``), or None."""
+    from dmi.selection import report_from_state
+
+    state = _load(path)  # refuses an unsafe or corrupt file with a one-line UsageError
+    return report_from_state(state.get("callbacks", {}), int(state["global_step"]))
+
+
+def _load(path: Path) -> dict[str, Any]:
     import torch
 
     from dmi.cli import UsageError
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return int(state["global_step"])
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # an unsafe or corrupt file: refuse it, never unpickle it
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UsageError(f"cannot load checkpoint {path} safely: {reason}") from exc

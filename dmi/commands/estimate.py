@@ -1,8 +1,9 @@
 """``dmi estimate DATA``: I(X;Y) of the user's own sample, direct and orthogonal, with standard errors.
 
 The sample is split as ``DiffusionMI`` splits it (shuffled by the seed, ``--test_fraction``
-held out): the estimator trains on the rest and estimates on the held-out part. Nothing
-is written (unless ``--tensorboard``).
+held out): the estimator trains on the rest, selects its weights on a validation split of
+that rest (``--val_fraction``), and estimates on the held-out part, which selection never
+saw. Nothing is written (unless ``--tensorboard``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import time
 
 from dmi.commands.options import add_estimator_options, check_common
+from dmi.config import TEST_FRACTION
 
 HELP = "Estimate I(X;Y) of your own sample from a .npz, .csv or .parquet file."
 
@@ -51,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--test_fraction",
         type=float,
-        default=0.1,
+        default=TEST_FRACTION,
         metavar="F",
         help="share of the sample held out for the estimate (default %(default)s)",
     )
@@ -82,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
     from dmi.commands.progress import LiveDisplay, quiet
 
     live = not args.json and sys.stdout.isatty()
-    validate = args.mi_estimation_interval <= cfg.max_steps
     with quiet(args.verbose):
         start = time.perf_counter()
         try:
@@ -90,39 +91,37 @@ def run(args: argparse.Namespace) -> int:
                 with LiveDisplay(1) as display:
                     epoch = max(len(x_train) // cfg.batch_size, 1)
                     callbacks = display.start(1, args.data, cfg.max_steps, epoch)
-                    module, trainer = _fit(cfg, args, split, validate, callbacks)
+                    module, trainer = _fit(cfg, args, split, callbacks)
             else:
-                module, trainer = _fit(cfg, args, split, validate, [])
+                module, trainer = _fit(cfg, args, split, [])
         except FloatingPointError as exc:  # not bad input: a failed run (exit 1)
             print(f"dmi: error: {exc}; try a lower --learning_rate", file=sys.stderr)
             return 1
         train_seconds = time.perf_counter() - start
         est = module.estimate(x_test, y_test, seed=cfg.seed)
+    from dmi.diagnostics import diagnose
+    from dmi.training import fitted_choices
+
+    diag = diagnose(est, module.selection) | fitted_choices(module)
     sizes = (len(x_train), len(x_test))
-    print(format_result(args, sample, est, *sizes, trainer.global_step, train_seconds, cfg))
+    print(format_result(args, sample, est, *sizes, trainer.global_step, train_seconds, cfg, diag))
+    for message in diag["warnings"]:
+        print(f"dmi: warning: {message}", file=sys.stderr)
     return 0
 
 
-def _fit(cfg, args, split, validate: bool, callbacks):
-    """Train on the split's training part, validating on its test part every interval."""
+def _fit(cfg, args, split, callbacks):
+    """Train on the split's training part; selection holds out ``val_fraction`` of it, never the test part."""
     from dmi.commands.options import trainer_kwargs
     from dmi.training import fit
 
-    x_train, y_train, x_test, y_test = split
-
-    return fit(
-        cfg,
-        x_train,
-        y_train,
-        x_test if validate else None,
-        y_test if validate else None,
-        callbacks=callbacks,
-        val_every_n_steps=args.mi_estimation_interval,
-        **trainer_kwargs(args, "estimate"),
-    )
+    x_train, y_train, _, _ = split
+    return fit(cfg, x_train, y_train, callbacks=callbacks, **trainer_kwargs(args, "estimate"))
 
 
-def format_result(args, sample, est, n_train: int, n_test: int, steps: int, seconds: float, cfg) -> str:
+def format_result(
+    args, sample, est, n_train: int, n_test: int, steps: int, seconds: float, cfg, diag: dict | None = None
+) -> str:
     """Text for people, or one JSON object with ``--json``; bits with ``--bits``."""
     unit, factor = ("bits", 1 / math.log(2)) if args.bits else ("nats", 1.0)
     values = {
@@ -144,11 +143,24 @@ def format_result(args, sample, est, n_train: int, n_test: int, steps: int, seco
                 "trained_steps": steps,
                 "train_seconds": seconds,
                 "estimator_config": cfg.as_dict(),
+                "diagnostics": diag or {},
             }
+        )
+    how = ""
+    if diag and diag.get("held_out_selection"):
+        ending = (
+            "stopped early"
+            if diag["stopped_early"]
+            else ("out of budget, still improving" if diag["still_improving"] else "out of budget")
+        )
+        how = (
+            f"\n  selected step {diag['selected_step']} of {diag['trained_steps']} ({ending}); "
+            f"held-out NLL {diag['val_nll']:.3f}, train {diag['train_nll']:.3f} (gap {diag['nll_gap']:+.3f}) nats; "
+            f"forms differ by {diag['forms_disagreement_se']:.1f} SE"
         )
     return (
         f"I(X;Y) of {args.data} (x: {', '.join(sample.x_names)}; y: {', '.join(sample.y_names)}), "
         f"trained on {n_train}, estimated on {n_test} samples:\n"
         f"  direct      {values['mi']:.4f} ± {values['mi_stderr']:.4f} {unit}\n"
-        f"  orthogonal  {values['mi_orthogonal']:.4f} ± {values['mi_orthogonal_stderr']:.4f} {unit}"
+        f"  orthogonal  {values['mi_orthogonal']:.4f} ± {values['mi_orthogonal_stderr']:.4f} {unit}" + how
     )

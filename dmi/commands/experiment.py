@@ -30,6 +30,7 @@ class Experiment:
     digest: str
     checkpoint: Path
     checkpoint_steps: int | None = None  # steps in an existing checkpoint, read when --load_ckpt
+    checkpoint_selection: Any = None  # its held-out selection (a SelectionReport), read when --load_ckpt
 
     def matches(self, record: dict[str, Any]) -> bool:
         """Whether a stored result is this configuration with this budget and estimation grid."""
@@ -73,31 +74,35 @@ def run_experiment(
     x_train, y_train, x_test, y_test = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
     start = time.perf_counter()
-    steps = exp.checkpoint_steps
-    if steps is not None and steps >= cfg.max_steps:
-        module, action, trained = load_module(exp.checkpoint), "loaded", steps
+    steps, stored = exp.checkpoint_steps, exp.checkpoint_selection
+    finished = stored is not None and stored.stopped_early
+    if steps is not None and (steps >= cfg.max_steps or finished):
+        module, action, trained, selection = load_module(exp.checkpoint), "loaded", steps, stored
     else:
         resume = exp.checkpoint if steps is not None else None
-        validate = args.mi_estimation_interval <= cfg.max_steps
+        # Selection holds out cfg.val_fraction of the training rows; the test rows are never seen.
         module, trainer = fit(
             cfg,
             x_train,
             y_train,
-            x_test if validate else None,
-            y_test if validate else None,
-            callbacks=[*callbacks, PeriodicCheckpoint(exp.checkpoint, args.mi_estimation_interval)],
-            val_every_n_steps=args.mi_estimation_interval,
+            callbacks=[*callbacks, PeriodicCheckpoint(exp.checkpoint, cfg.val_interval)],
             ckpt_path=resume,
             **trainer_kwargs(args, exp.spec.name),
         )
         save_checkpoint(trainer, exp.checkpoint)
-        action, trained = ("resumed" if resume else "trained"), trainer.global_step
+        action, trained, selection = ("resumed" if resume else "trained"), trainer.global_step, module.selection
     train_seconds = time.perf_counter() - start if action != "loaded" else 0.0
     est = module.estimate(x_test, y_test, n_logsnr=cfg.n_logsnr, seed=cfg.seed)
-    return make_record(exp, est, train_seconds, action, trained, true_mi(exp.spec))
+    from dmi.diagnostics import diagnose
+    from dmi.training import fitted_choices
+
+    diag = diagnose(est, selection) | fitted_choices(module)
+    return make_record(exp, est, train_seconds, action, trained, true_mi(exp.spec), diag)
 
 
-def make_record(exp: Experiment, est, train_seconds: float, action: str, trained: int, gt_mi: float) -> dict:
+def make_record(
+    exp: Experiment, est, train_seconds: float, action: str, trained: int, gt_mi: float, diag: dict | None = None
+) -> dict:
     """The original's fields (same names), then what this implementation adds."""
     import dmi
 
@@ -140,6 +145,7 @@ def make_record(exp: Experiment, est, train_seconds: float, action: str, trained
         ],
         "nll_x": est.nll_x,
         "nll_x_given_y": est.nll_x_given_y,
+        "diagnostics": diag or {},
         "config_hash": exp.digest,
         "estimator_config": cfg.as_dict(),
         "dmi_version": dmi.__version__,

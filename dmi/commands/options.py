@@ -32,6 +32,7 @@ NAMED_FIELDS = frozenset(
         "ema_decay",
         "preprocess",
         "seed",
+        "val_interval",
     }
 )
 ORIGINAL_MODEL_DIM = 64
@@ -97,8 +98,9 @@ def add_estimator_options(parser: argparse.ArgumentParser, *, original_defaults:
     est.add_argument(
         "--preprocess",
         default=lib.preprocess,
-        metavar="rescale|none",
-        help="rescale = standardise with training-set statistics (default %(default)s)",
+        metavar="rescale|rank_gauss|none",
+        help="rescale = standardise with training-set statistics; rank_gauss = map each coordinate through "
+        "its training quantiles to a standard normal (MI-preserving, tames heavy tails) (default %(default)s)",
     )
     est.add_argument(
         "--seed",
@@ -130,12 +132,15 @@ def add_estimator_options(parser: argparse.ArgumentParser, *, original_defaults:
         "--max_steps", type=int, metavar="N", default=None, help="training steps; overrides --max_epochs"
     )
     tr.add_argument(
+        "--val_interval",
         "--mi_estimation_interval",
+        dest="val_interval",
         type=int,
         metavar="N",
-        default=500,
-        help=f"estimate MI on the test set every N steps (cheap {lib.val_n_logsnr}-node grid; "
-        "default %(default)s)",
+        default=None,
+        help=f"evaluate the held-out NLL (and MI, cheap {lib.val_n_logsnr}-node grid) every N steps on the "
+        f"validation split of the training set, never the test set; early stopping and selection use it "
+        f"(default {lib.val_interval})",
     )
     tr.add_argument(
         "--test_batch_size",
@@ -214,7 +219,7 @@ def check_common(args: argparse.Namespace) -> None:
         "batch_size",
         "max_epochs",
         "max_steps",
-        "mi_estimation_interval",
+        "val_interval",
         "test_batch_size",
     )
 
@@ -262,6 +267,8 @@ def resolve_config(
         "preprocess": args.preprocess,
         "seed": args.seed,
     }
+    if args.val_interval is not None:
+        values["val_interval"] = args.val_interval
     for field in dataclasses.fields(EstimatorConfig):
         if field.name not in NAMED_FIELDS and getattr(args, field.name, None) is not None:
             values[field.name] = getattr(args, field.name)

@@ -32,7 +32,9 @@ differences from the original main.py:
   --logsnr_loc/--logsnr_scale/--logsnr_clip default to the library's range {range};
     the original's 2/3/4 ([-10, 14]) loses up to 0.98 nats at 14.5 nats (see `dmi oracle`).
   training is counted in steps: --max_epochs E means E * (train_sample_num // batch_size) steps;
-    --max_steps overrides it. --mi_estimation_interval N estimates MI on the test set every N steps.
+    --max_steps overrides it, and is a cap: every --val_interval (alias --mi_estimation_interval) steps the
+    held-out NLL is evaluated on a --val_fraction split of the training rows (never the test rows); training
+    stops after --patience evaluations without improvement and the best weights give the estimate.
   unset --learning_rate/--batch_size/--max_epochs are resolved per configuration from its dim.
   results: JSON lines, appended atomically; checkpoints: checkpoints/<task>/dmi_<arch>_<hash>.ckpt.
 """
@@ -140,11 +142,12 @@ def plan(args: argparse.Namespace) -> list:
         combos = [(args.task_type, args.dim, args.strength)]
     experiments = [plan_experiment(args, t, d, s) for t, d, s in combos]
     if args.load_ckpt:
-        from dmi.commands.checkpoints import trained_steps
+        from dmi.commands.checkpoints import stored_selection, trained_steps
 
         for exp in experiments:
             if exp.checkpoint.exists():
                 exp.checkpoint_steps = trained_steps(exp.checkpoint)
+                exp.checkpoint_selection = stored_selection(exp.checkpoint)
             elif not args.run_all:
                 raise UsageError(f"--load_ckpt: no checkpoint for this configuration at {exp.checkpoint}")
     return experiments
@@ -157,6 +160,9 @@ def summary(record: dict) -> str:
         "resumed": f"resumed to {steps} steps in {seconds:.1f} s",
         "loaded": f"from its checkpoint ({steps} steps)",
     }[record["checkpoint_action"]]
+    diag = record.get("diagnostics") or {}
+    if diag.get("held_out_selection"):
+        how += f", selected step {diag['selected_step']}" + (" (stopped early)" if diag["stopped_early"] else "")
     return (
         f"MI {record['mi_estimate']:.4f} ± {record['mi_stderr']:.4f}"
         f" (orthogonal {record['mi_estimate_orthogonal']:.4f} ± {record['mi_orthogonal_stderr']:.4f}),"
@@ -196,6 +202,8 @@ def run(args: argparse.Namespace) -> int:
             records.append(record)
             appended += 1
             display.finish(summary(record))
+            for message in (record.get("diagnostics") or {}).get("warnings", []):
+                print(f"dmi: warning: {exp.spec.name}: {message}", file=sys.stderr)
     if appended:
         print(f"{appended} result(s) appended to {results_path}")
     if failed:

@@ -19,7 +19,7 @@ def test_npz_text_output(workdir: Path, dmi, gaussian_xy) -> None:
     code, out, err = dmi("estimate", "sample.npz", *FAST)
     assert code == 0, err
     lines = out.strip().splitlines()
-    assert "x: x; y: y" in lines[0] and "trained on 1800, estimated on 200" in lines[0]
+    assert "x: x; y: y" in lines[0] and "trained on 1400, estimated on 600" in lines[0]
     direct, orthogonal = lines[1].split(), lines[2].split()
     assert direct[0] == "direct" and orthogonal[0] == "orthogonal" and direct[-1] == "nats"
     # The fitted Gaussian base already carries this linear-Gaussian MI: a wrong column
@@ -36,7 +36,7 @@ def test_csv_json_in_bits_matches_nats(workdir: Path, dmi, gaussian_xy) -> None:
     nats = json.loads(dmi(*args)[1])
     bits = json.loads(dmi(*args, "--bits")[1])
     assert nats["unit"] == "nats" and bits["unit"] == "bits"
-    assert nats["x"] == ["a", "b"] and nats["y"] == ["c"] and nats["n_test"] == 200
+    assert nats["x"] == ["a", "b"] and nats["y"] == ["c"] and nats["n_test"] == 600
     for key in ("mi", "mi_stderr", "mi_orthogonal", "mi_orthogonal_stderr"):
         assert math.isclose(bits[key] * math.log(2), nats[key], rel_tol=1e-6), key
     assert nats["estimator_config"]["model_dim"] == 8 and nats["trained_steps"] == 40
@@ -73,4 +73,21 @@ def test_estimate_takes_the_train_options(workdir: Path, dmi, gaussian_xy) -> No
     )
     cfg = out["estimator_config"]
     assert cfg["architecture"] == "moe" and cfg["use_ema"] is True and cfg["batch_size"] == 90
-    assert out["trained_steps"] == 2 * (540 // 90)  # epochs over the training part
+    assert out["trained_steps"] == 2 * (420 // 90)  # epochs over the training part (600 − 30 % test)
+
+
+def test_json_says_how_the_estimate_was_obtained_and_warnings_reach_stderr(workdir: Path, dmi, gaussian_xy) -> None:
+    x, y, _ = gaussian_xy
+    np.savez("s.npz", x=x, y=y)
+    # A learning rate too small to move the network: selection keeps the untrained model, and says so.
+    args = ("--max_steps", "60", "--model_dim", "8", "--val_interval", "20", "--learning_rate", "1e-9")
+    code, out, err = dmi("estimate", "s.npz", *args, "--json")
+    assert code == 0, err
+    diag = json.loads(out)["diagnostics"]
+    for key in ("selected_step", "trained_steps", "stopped_early", "still_improving", "nll_gap", "preprocessing"):
+        assert key in diag, key
+    assert diag["held_out_selection"] and diag["trained_steps"] == 60
+    assert diag["selected_step"] == 0
+    # Every warning of the record is printed, one line each.
+    assert err.count("dmi: warning:") == len(diag["warnings"]) >= 1
+    assert "never improved on the untrained model" in err

@@ -13,7 +13,7 @@ import pytest
 from cli_helpers import TINY, read_lines
 
 GRID = ["--run_all", "--dims", "3", "--strengths", "200", "650", "1100", "--task_types", "multinormal"]
-ARGS = ["train", *TINY, "--max_steps", "120", "--mi_estimation_interval", "5", *GRID]
+ARGS = ["train", *TINY, "--max_steps", "120", "--mi_estimation_interval", "5", "--patience", "1000", *GRID]
 
 
 def wait_for(condition, timeout: float, proc: subprocess.Popen) -> None:

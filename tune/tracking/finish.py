@@ -58,6 +58,13 @@ def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     found["objective_value"] = summary.get("objective_value", best_metrics.get("objective"))
     found.update({key: summary.get(key, ranking.get(key)) for key in RANKING_FIELDS})
     found["wall_s"] = summary.get("wall_s")
+    diag = summary.get("final_diagnostics") or {}
+    for key in ("selected_step", "trained_steps", "stopped_early", "still_improving", "nll_gap", "train_nll",
+                "val_nll", "forms_disagreement_se"):
+        if key in diag:
+            found[f"final_{key}"] = float(diag[key]) if isinstance(diag[key], bool) else diag[key]
+    if diag:
+        found["final_n_warnings"] = len(diag.get("warnings", []))
     numbers = {key: finite_number(value) for key, value in found.items()}
     return {key: value for key, value in numbers.items() if value is not None}
 
@@ -120,6 +127,9 @@ def record_finish(client: MlflowClient, record: Mapping[str, Any], result_grid: 
     tags["dmi.sweep_status"] = record["status"]
     if summary.get("state"):
         tags["dmi.sweep_state"] = str(summary["state"])
+    final_warnings = (summary.get("final_diagnostics") or {}).get("warnings")
+    if final_warnings:
+        tags["dmi.final_warnings"] = " | ".join(final_warnings)[:4000]
 
     metrics = summary_metrics(summary)
     if "gt_mi" not in metrics and finite_number(record.get("true_mi")) is not None:

@@ -1,0 +1,78 @@
+"""How an estimate was obtained, and the signs that it should not be trusted.
+
+One function builds the record every path reports (library, ``dmi estimate --json``, the
+results JSONL, MLflow); another turns its bad signs into one-line warnings, so a wrong
+estimate looks wrong wherever it is read.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+from dmi.diffusion import MIEstimate
+from dmi.selection import SelectionReport
+
+# Thresholds of the warnings, in standard errors.
+DISAGREEMENT_SE = 4.0
+BELOW_ZERO_SE = 2.0
+
+
+class EstimateWarning(UserWarning):
+    """A sign that an MI estimate is unreliable (see ``diagnose``)."""
+
+
+def diagnose(est: MIEstimate, selection: SelectionReport | None) -> dict[str, Any]:
+    """Selection facts, train/held-out NLL and their gap, and the forms' disagreement in SE."""
+    combined = math.hypot(est.mi_stderr, est.mi_orthogonal_stderr)
+    disagreement = abs(est.mi - est.mi_orthogonal) / combined if combined > 0 else float("nan")
+    out: dict[str, Any] = {
+        "forms_disagreement_se": disagreement,
+        "mi_over_stderr": est.mi / est.mi_stderr if est.mi_stderr > 0 else float("nan"),
+        "held_out_selection": selection is not None,
+    }
+    if selection is not None:
+        out.update(selection.as_dict())
+    out["warnings"] = warning_messages(est, out)
+    return out
+
+
+def warning_messages(est: MIEstimate, diag: dict[str, Any]) -> list[str]:
+    messages = []
+    if est.mi < -BELOW_ZERO_SE * est.mi_stderr:
+        messages.append(
+            f"the direct estimate {est.mi:.3f} ± {est.mi_stderr:.3f} nats is below zero by "
+            f"{-est.mi / est.mi_stderr:.1f} SE: the conditional model does not generalise (overfitting)"
+        )
+    if diag["forms_disagreement_se"] > DISAGREEMENT_SE:
+        messages.append(
+            f"the direct ({est.mi:.3f}) and orthogonal ({est.mi_orthogonal:.3f}) forms disagree by "
+            f"{diag['forms_disagreement_se']:.1f} combined SE: the denoisers are not near their optimum"
+        )
+    if not diag["held_out_selection"]:
+        return messages
+    history_rose = diag.get("n_validations", 0) > 1 and diag.get("selected_step") == 0
+    if history_rose:
+        messages.append(
+            "the held-out NLL never improved on the untrained model (selected step 0): "
+            "the estimate is the Gaussian base's; more data or a smaller learning rate may help"
+        )
+    if diag.get("still_improving"):
+        messages.append(
+            f"the held-out NLL was still improving at the step cap ({diag['trained_steps']} steps): raise max_steps"
+        )
+    return messages
+
+
+def emit(diag: dict[str, Any]) -> None:
+    """Each warning of ``diag`` as a ``warnings.warn`` (library callers see them by default)."""
+    for message in diag.get("warnings", []):
+        warnings.warn(f"dmi: {message}", EstimateWarning, stacklevel=3)
+
+
+def summary_fields(diag: dict[str, Any]) -> dict[str, Any]:
+    """The scalar diagnostics, for tables and MLflow metrics (warnings as a count)."""
+    out = {k: v for k, v in diag.items() if isinstance(v, (int, float, bool)) and not isinstance(v, str)}
+    out["n_warnings"] = len(diag.get("warnings", []))
+    return out
