@@ -6,8 +6,8 @@ same points on the same noise, so the pairs are clean) and by more than ``min_de
 Noise in a few hundred held-out points otherwise picks a network that is no better than
 the Gaussian base it started from; on Gaussian tasks that cost up to 0.2 nats of MI.
 Training stops after ``patience`` validations without such an improvement, and the
-selected weights are restored. The weights copied are the ones validation saw: with EMA on, Lightning's ``EMAWeightAveraging``
-has swapped the average in for the validation epoch.
+selected weights are restored. The weights copied are the ones validation saw: with EMA
+on, Lightning's ``EMAWeightAveraging`` has swapped the average in for the validation epoch.
 """
 
 from __future__ import annotations
