@@ -78,4 +78,4 @@ def test_estimate_with_info_reports_how_the_estimate_was_obtained() -> None:
         assert key in info, key
     assert 0 <= info["selected_step"] <= info["trained_steps"] <= 300
     assert info["nll_gap"] == pytest.approx(info["val_nll"] - info["train_nll"])
-    assert info["n_points"] == 150  # the test split; validation came out of the other 1350 rows
+    assert info["n_points"] == 450  # the test split; validation came out of the other 1050 rows
