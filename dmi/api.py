@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -98,7 +99,11 @@ def _parameters_model():
         from bmi.interface import BaseModel
 
         defaults = EstimatorConfig().as_dict() | {"test_fraction": TEST_FRACTION, "form": "direct"}
-        fields = {name: (type(value), value) for name, value in defaults.items()}
+        hints = {f.name: f.type for f in dataclasses.fields(EstimatorConfig)}
+        fields = {
+            name: ((Optional[int] if hints.get(name) == "int | None" else type(value)), value)  # noqa: UP045 (pydantic 1)
+            for name, value in defaults.items()
+        }
         _PARAMS = pydantic.create_model("DiffusionMIParameters", __base__=BaseModel, **fields)
     return _PARAMS
 

@@ -51,7 +51,7 @@ class EstimatorConfig:
     n_logsnr: int = 32
     val_n_logsnr: int = 16
     val_fraction: float = 0.1
-    val_interval: int = 200
+    val_interval: int | None = None
     patience: int = 10
     preprocess: str = "auto"
     seed: int = 42
@@ -76,7 +76,6 @@ class EstimatorConfig:
             "max_steps",
             "n_logsnr",
             "val_n_logsnr",
-            "val_interval",
             "patience",
         ):
             value = getattr(self, name)
@@ -94,6 +93,10 @@ class EstimatorConfig:
             fail("weight_decay", "must be >= 0")
         if not 0.0 <= self.y_drop_prob < 1.0:
             fail("y_drop_prob", "must be in [0, 1)")
+        if self.val_interval is not None and (
+            isinstance(self.val_interval, bool) or not isinstance(self.val_interval, int) or self.val_interval < 1
+        ):
+            fail("val_interval", "must be a positive integer, or None for the automatic interval")
         if not (isinstance(self.val_fraction, (int, float)) and 0.0 <= self.val_fraction < 0.5):
             fail("val_fraction", "must be in [0, 0.5) (0 turns held-out selection off)")
         if not 0.0 < self.ema_decay < 1.0:

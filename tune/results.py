@@ -67,7 +67,6 @@ def label_free_ranking(grid) -> dict[str, Any]:
 def final_estimate(grid, objective: str, data: SweepData, n_logsnr: int) -> dict[str, Any]:
     """Best trial by the objective → its best kept checkpoint → MI on the held-out test set."""
     from dmi.diagnostics import diagnose
-    from dmi.selection import read_selection
     from dmi.training import load_module
 
     best = grid.get_best_result(metric=objective, mode="min", scope="all", filter_nan_and_inf=True)
@@ -76,8 +75,8 @@ def final_estimate(grid, objective: str, data: SweepData, n_logsnr: int) -> dict
         raise RuntimeError(f"the best trial ({best.path}) kept no checkpoint")
     with checkpoint.as_directory() as folder:
         module = load_module(Path(folder) / CHECKPOINT_FILE)
-        selection = read_selection(Path(folder) / CHECKPOINT_FILE)
     est = module.estimate(data.x_test, data.y_test, n_logsnr=n_logsnr, seed=0)
+    selection = checkpoint_selection(best, checkpoint)
     estimate = est.as_dict()
     out: dict[str, Any] = {
         "best_trial_id": best.metrics.get("trial_id"),
@@ -93,6 +92,34 @@ def final_estimate(grid, objective: str, data: SweepData, n_logsnr: int) -> dict
         out["abs_error"] = abs(estimate["mi"] - data.true_mi)
         out["abs_error_orthogonal"] = abs(estimate["mi_orthogonal"] - data.true_mi)
     return out
+
+
+def checkpoint_selection(result, checkpoint):
+    """How the final weights were chosen: the best report's step, of all the trial trained.
+
+    The sweep selects by the lowest reported ``val_loss`` (as Tune's checkpoint ranking does),
+    so the selected step is that report's, not the trial's own paired-SE choice.
+    """
+    from dmi.selection import SelectionReport
+
+    chosen = next((m for c, m in result.best_checkpoints if c.path == checkpoint.path), result.metrics)
+    last = result.metrics or {}
+    if "trained_steps" not in chosen:
+        return None
+    frame = result.metrics_dataframe
+    history = []
+    if frame is not None and "trained_steps" in frame:
+        history = [(int(a), float(b)) for a, b in zip(frame["trained_steps"], frame["val_loss"], strict=True)]
+    val_nll = float(chosen["val_loss"])
+    return SelectionReport(
+        selected_step=int(chosen["trained_steps"]),
+        trained_steps=int(last.get("trained_steps", chosen["trained_steps"])),
+        max_steps=-1,
+        stopped_early=bool(last.get("early_stopped", False)),
+        best_val_loss=val_nll,
+        val_history=history,
+        fit_gap={"train_nll": float(chosen["train_nll"]), "val_nll": val_nll, "nll_gap": float(chosen["nll_gap"])},
+    )
 
 
 def build_summary(

@@ -66,7 +66,7 @@ def run_experiment(
     from dmi.commands.checkpoints import PeriodicCheckpoint
     from dmi.commands.options import trainer_kwargs
     from dmi.tasks import sample_task, true_mi
-    from dmi.training import fit, load_module, save_checkpoint
+    from dmi.training import MIN_VAL_INTERVAL, fit, load_module, save_checkpoint
 
     cfg, n_train = exp.cfg, exp.train_sample_num
     x, y = sample_task(exp.spec, n_train + exp.test_num, seed=cfg.seed)
@@ -85,7 +85,7 @@ def run_experiment(
             cfg,
             x_train,
             y_train,
-            callbacks=[*callbacks, PeriodicCheckpoint(exp.checkpoint, cfg.val_interval)],
+            callbacks=[*callbacks, PeriodicCheckpoint(exp.checkpoint, cfg.val_interval or MIN_VAL_INTERVAL)],
             ckpt_path=resume,
             **trainer_kwargs(args, exp.spec.name),
         )

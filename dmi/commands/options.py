@@ -140,7 +140,7 @@ def add_estimator_options(parser: argparse.ArgumentParser, *, original_defaults:
         default=None,
         help=f"evaluate the held-out NLL (and MI, cheap {lib.val_n_logsnr}-node grid) every N steps on the "
         f"validation split of the training set, never the test set; early stopping and selection use it "
-        f"(default {lib.val_interval})",
+        "(default: 200, raised where evaluation would cost over 10 %% of training)",
     )
     tr.add_argument(
         "--test_batch_size",

@@ -50,7 +50,10 @@ def test_load_ckpt_estimates_without_training_and_resumes_with_more_epochs(workd
     resumed = read_lines(workdir / "results_unified_600.jsonl")[-1]
     assert resumed["checkpoint"] == first["checkpoint"]  # the budget is not part of the name
     assert resumed["checkpoint_action"] == "resumed" and resumed["trained_steps"] == 10 * (600 // 128)
-    assert resumed["mi_estimate"] != first["mi_estimate"]
+    # Selection continues over all steps seen: a new estimate exactly when a later step was selected.
+    moved = resumed["diagnostics"]["selected_step"] != first["diagnostics"]["selected_step"]
+    assert (resumed["mi_estimate"] != first["mi_estimate"]) == moved
+    assert resumed["diagnostics"]["n_validations"] > first["diagnostics"]["n_validations"]
     assert len(read_lines(workdir / "results_unified_600.jsonl")) == 3
 
 

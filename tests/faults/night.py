@@ -52,6 +52,7 @@ NIGHT: dict[str, Any] = {
     "data": {"task_type": "multinormal", "dim": 3, "strength": 2, "n_train": 2000, "n_val": 400, "n_test": 500},
     "estimator": {
         "max_steps": MAX_STEPS,
+        "patience": 1000,  # every trial makes all its reports
         "model_dim": 8,
         "n_blocks": 1,
         "batch_size": 128,

@@ -20,7 +20,14 @@ CONFIG = {
         "n_val": 400,
         "n_test": 500,
     },
-    "estimator": {"max_steps": 40, "model_dim": 8, "n_blocks": 1, "batch_size": 128, "val_n_logsnr": 8},
+    "estimator": {
+        "max_steps": 40,
+        "model_dim": 8,
+        "n_blocks": 1,
+        "batch_size": 128,
+        "val_n_logsnr": 8,
+        "patience": 1000,
+    },
     "search": {
         "num_samples": 2,
         "seed": 0,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 TASK = {"task_type": "multinormal", "dim": 2, "strength": 2.0}
-FIXED = dict(model_dim=8, n_blocks=1, max_steps=60, batch_size=128, val_n_logsnr=8, n_logsnr=16)
+FIXED = dict(model_dim=8, n_blocks=1, max_steps=60, batch_size=128, val_n_logsnr=8, n_logsnr=16, patience=1000)
 VAL_EVERY = 20
 MAX_REPORTS = FIXED["max_steps"] // VAL_EVERY
 DIVERGING_LR = 0.5  # the trainable raises above this: a failed trial on purpose

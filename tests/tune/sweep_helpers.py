@@ -21,7 +21,8 @@ TINY: dict[str, Any] = {
         "n_val": 1000,
         "n_test": 1000,
     },
-    "estimator": {"max_steps": 120, "batch_size": 128, "val_n_logsnr": 8},
+    # patience beyond the budget: every trial makes all its reports (early stopping is tested apart)
+    "estimator": {"max_steps": 120, "batch_size": 128, "val_n_logsnr": 8, "patience": 1000},
     "search": {
         "num_samples": 5,
         "seed": 0,

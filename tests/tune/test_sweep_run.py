@@ -75,6 +75,13 @@ def test_best_result_agrees_with_reported_metrics(finished_sweep) -> None:
     assert abs(est["mi"] - truth) < 0.5  # multinormal dim 3, MI 1.02: the Gaussian base alone is close
     ranking = summary["ranking"]
     assert ranking["n_trials"] == len(trials) and -1 <= ranking["spearman_val_loss_abs_error"] <= 1
+    # Every report says how the trial's weights are being selected; the final estimate too.
+    for key in ("selected_step", "best_val_loss", "trained_steps", "train_nll", "nll_gap", "early_stopped"):
+        assert reports[key].notna().all(), key
+    assert (reports["selected_step"] <= reports["trained_steps"]).all()
+    diag = summary["final_diagnostics"]
+    assert diag["held_out_selection"] and diag["selected_step"] == best_row["trained_steps"]
+    assert isinstance(diag["warnings"], list)
 
 
 def test_finished_sweep_is_not_run_again(finished_sweep, capsys) -> None:
