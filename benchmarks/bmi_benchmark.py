@@ -9,6 +9,7 @@ which score on half the sample). Nothing is tuned per task. A success is
     python benchmarks/bmi_benchmark.py                       # dmi-unified, dmi-moe, KSG, CCA; 1 seed
     python benchmarks/bmi_benchmark.py --estimators all --seeds 0 1 2
     python benchmarks/bmi_benchmark.py --report_only         # tables and plot from the saved CSV
+    python benchmarks/bmi_benchmark.py --estimators dmi-unified-previous --tasks ...   # the defaults before selection
 
 Jobs run in ``--workers`` processes with one thread each. Results are appended to
 ``bmi-benchmark.csv`` under ``--out`` as each job ends (atomically), and a rerun skips the
@@ -35,7 +36,10 @@ from benchmarks.peers import PeerSettings, run_peer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_SAMPLES = 5000
-DMI = ("dmi-unified", "dmi-moe")
+DMI = ("dmi-unified", "dmi-moe", "dmi-unified-previous")
+# The defaults before held-out selection, for before/after runs: no validation split (30k steps,
+# last weights), standardisation only, the raw-moment Gaussian base, 10 % test split.
+PREVIOUS = {"val_fraction": 0.0, "preprocess": "rescale", "test_fraction": 0.1}
 PEERS = ("ksg", "cca", "infonce", "mine", "nwj", "dv")
 DEFAULT_ESTIMATORS = ("dmi-unified", "dmi-moe", "ksg", "cca")
 FIELDS = (
@@ -111,7 +115,9 @@ def run_job(task_id: str, seed: int, estimator: str, settings: PeerSettings) -> 
         with warnings.catch_warnings(record=True) as caught, quiet(False):
             warnings.simplefilter("always")
             try:
-                result = DiffusionMI(architecture=estimator.split("-")[1], seed=seed).estimate_with_info(x, y)
+                options = PREVIOUS if estimator.endswith("-previous") else {}
+                estimator_ = DiffusionMI(architecture=estimator.split("-")[1], seed=seed, **options)
+                result = estimator_.estimate_with_info(x, y)
             except FloatingPointError as exc:
                 return row | {"status": "failed", "note": str(exc), "seconds": time.perf_counter() - start}
         info = result.additional_information
