@@ -34,6 +34,11 @@ def diagnose(est: MIEstimate, selection: SelectionReport | None) -> dict[str, An
     }
     if selection is not None:
         out.update(selection.as_dict())
+        # Not a warning: a rise after the selected step is what early stopping answers, and
+        # keeping the untrained model (step 0) is right where the Gaussian base is the truth.
+        last = selection.val_history[-1][1] if selection.val_history else float("nan")
+        out["heldout_nll_rise"] = last - selection.best_val_loss
+        out["kept_untrained_model"] = selection.selected_step == 0
     out["warnings"] = warning_messages(est, out)
     return out
 
@@ -52,12 +57,6 @@ def warning_messages(est: MIEstimate, diag: dict[str, Any]) -> list[str]:
         )
     if not diag["held_out_selection"]:
         return messages
-    history_rose = diag.get("n_validations", 0) > 1 and diag.get("selected_step") == 0
-    if history_rose:
-        messages.append(
-            "the held-out NLL never improved on the untrained model (selected step 0): "
-            "the estimate is the Gaussian base's; more data or a smaller learning rate may help"
-        )
     if diag.get("still_improving"):
         messages.append(
             f"the held-out NLL was still improving at the step cap ({diag['trained_steps']} steps): raise max_steps"

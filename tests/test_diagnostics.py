@@ -42,11 +42,14 @@ def test_forms_disagreeing_by_many_standard_errors_warns() -> None:
     assert any("disagree by 11.8 combined SE" in m for m in diag["warnings"])
 
 
-def test_still_improving_at_the_cap_and_no_improvement_warn() -> None:
-    capped = report(stopped_early=False, selected_step=2800, trained_steps=2800)
+def test_still_improving_at_the_cap_warns_and_a_rise_is_reported() -> None:
+    capped = report(stopped_early=False, selected_step=2800, trained_steps=2800, best_val_loss=5.2)
     assert any("still improving" in m for m in diagnose(estimate(1.0, 0.05, 1.0, 0.05), capped)["warnings"])
-    never = report(selected_step=0)
-    assert any("never improved" in m for m in diagnose(estimate(1.0, 0.05, 1.0, 0.05), never)["warnings"])
+    diag = diagnose(estimate(1.0, 0.05, 1.0, 0.05), report())
+    assert diag["heldout_nll_rise"] == pytest.approx(0.2) and not diag["kept_untrained_model"]
+    # Keeping the Gaussian base is reported, not warned about: on Gaussian data it is the right answer.
+    kept = diagnose(estimate(1.0, 0.05, 1.0, 0.05), report(selected_step=0, best_val_loss=5.5))
+    assert kept["kept_untrained_model"] and kept["warnings"] == []
 
 
 def test_emit_raises_each_warning_as_estimate_warning() -> None:

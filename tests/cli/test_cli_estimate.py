@@ -79,15 +79,15 @@ def test_estimate_takes_the_train_options(workdir: Path, dmi, gaussian_xy) -> No
 def test_json_says_how_the_estimate_was_obtained_and_warnings_reach_stderr(workdir: Path, dmi, gaussian_xy) -> None:
     x, y, _ = gaussian_xy
     np.savez("s.npz", x=x, y=y)
-    # A learning rate too small to move the network: selection keeps the untrained model, and says so.
-    args = ("--max_steps", "60", "--model_dim", "8", "--val_interval", "20", "--learning_rate", "1e-9")
+    # No Gaussian base and 60 steps: the network is still learning at the cap, and that is said.
+    args = ("--max_steps", "60", "--model_dim", "8", "--val_interval", "20", "--no-gaussian_base")
     code, out, err = dmi("estimate", "s.npz", *args, "--json")
     assert code == 0, err
     diag = json.loads(out)["diagnostics"]
     for key in ("selected_step", "trained_steps", "stopped_early", "still_improving", "nll_gap", "preprocessing"):
         assert key in diag, key
     assert diag["held_out_selection"] and diag["trained_steps"] == 60
-    assert diag["selected_step"] == 0
+    assert diag["selected_step"] == 60 and diag["still_improving"]
     # Every warning of the record is printed, one line each.
     assert err.count("dmi: warning:") == len(diag["warnings"]) >= 1
-    assert "never improved on the untrained model" in err
+    assert "still improving at the step cap" in err
