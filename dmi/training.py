@@ -145,7 +145,7 @@ def auto_val_interval(cfg: EstimatorConfig, n_val: int) -> int:
 
     One evaluation passes the validation rows and a training probe of at most as many
     rows through both predictions at ``val_n_logsnr`` nodes; a step is about three passes
-    of a batch. On 5,000 samples that allows 200; on 100,000, about 1,000.
+    of a batch. On 5,000 samples that allows 200; on 100,000, about 1,500.
     """
     from dmi.selection import PROBE_ROWS
 
@@ -169,11 +169,10 @@ def fit(
     """Train ``cfg`` on (x_train, y_train) and return the weights selected on held-out data.
 
     Without (x_val, y_val), ``cfg.val_fraction`` of the training sample is held out (never
-    the caller's test data). Every ``val_every_n_steps`` (default ``cfg.val_interval``, or
-    ``auto_val_interval``) steps
-    the label-free held-out NLL is evaluated; training stops after ``cfg.patience``
-    evaluations without improvement (``max_steps`` is a cap) and the best weights are
-    restored. ``module.selection`` then says how they were chosen. ``val_fraction=0`` and no
+    the caller's test data). Every ``val_every_n_steps`` steps (default ``cfg.val_interval``,
+    else ``auto_val_interval``) the label-free held-out NLL is evaluated; training stops
+    after ``cfg.patience`` evaluations without a significant improvement (``max_steps`` is a
+    cap) and the selected weights are restored. ``module.selection`` then says how they were chosen. ``val_fraction=0`` and no
     validation data trains to ``max_steps`` and keeps the last weights.
 
     ``ckpt_path`` resumes a Lightning checkpoint (optimizer, EMA, selection state and step
