@@ -172,8 +172,9 @@ def fit(
     the caller's test data). Every ``val_every_n_steps`` steps (default ``cfg.val_interval``,
     else ``auto_val_interval``) the label-free held-out NLL is evaluated; training stops
     after ``cfg.patience`` evaluations without a significant improvement (``max_steps`` is a
-    cap) and the selected weights are restored. ``module.selection`` then says how they were chosen. ``val_fraction=0`` and no
-    validation data trains to ``max_steps`` and keeps the last weights.
+    cap) and the selected weights are restored. ``module.selection`` then says how they were
+    chosen. ``val_fraction=0`` and no validation data trains to ``max_steps`` and keeps the
+    last weights.
 
     ``ckpt_path`` resumes a Lightning checkpoint (optimizer, EMA, selection state and step
     count included).
