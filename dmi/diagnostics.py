@@ -68,10 +68,3 @@ def emit(diag: dict[str, Any]) -> None:
     """Each warning of ``diag`` as a ``warnings.warn`` (library callers see them by default)."""
     for message in diag.get("warnings", []):
         warnings.warn(f"dmi: {message}", EstimateWarning, stacklevel=3)
-
-
-def summary_fields(diag: dict[str, Any]) -> dict[str, Any]:
-    """The scalar diagnostics, for tables and MLflow metrics (warnings as a count)."""
-    out = {k: v for k, v in diag.items() if isinstance(v, (int, float, bool)) and not isinstance(v, str)}
-    out["n_warnings"] = len(diag.get("warnings", []))
-    return out

@@ -13,7 +13,6 @@ on, Lightning's ``EMAWeightAveraging`` has swapped the average in for the valida
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -243,13 +242,3 @@ def report_from_state(callback_states: dict[str, Any], trained_steps: int) -> Se
         val_history=[(int(a), float(b)) for a, b in state.get("history", [])],
         fit_gap={k: float(v) for k, v in state.get("best_fit", {}).items()},
     )
-
-
-def read_selection(path: str | os.PathLike) -> SelectionReport | None:
-    """The selection recorded in a Lightning checkpoint file (read with ``weights_only=True``)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return report_from_state(state.get("callbacks", {}), int(state.get("global_step", 0)))
-
-
-def find_selection(trainer: pl.Trainer) -> HeldOutSelection | None:
-    return next((c for c in trainer.callbacks if isinstance(c, HeldOutSelection)), None)

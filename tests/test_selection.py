@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from dmi.commands.checkpoints import stored_selection
 from dmi.config import ConfigError, EstimatorConfig
 from dmi.data import DataError
-from dmi.selection import HeldOutSelection, find_selection, read_selection
+from dmi.selection import HeldOutSelection
 from dmi.training import fit, holdout_split, save_checkpoint
 
 TINY = dict(model_dim=16, n_blocks=1, batch_size=256, val_interval=20, val_n_logsnr=8)
@@ -54,7 +55,7 @@ def test_early_stopping_on_a_small_sample_keeps_the_best_weights() -> None:
     later = [s for s in scores if s > report.selected_step]
     assert len(later) == cfg.patience
     # The returned module carries the selected weights: re-scoring the validation set gives the best score.
-    selection = find_selection(trainer)
+    selection = next(c for c in trainer.callbacks if isinstance(c, HeldOutSelection))
     val = trainer.datamodule.val
     est = module.estimate_preprocessed(val.x, val.y, cfg.val_n_logsnr, seed=0)
     assert est.nll_x + est.nll_x_given_y == pytest.approx(report.best_val_loss, abs=1e-4)
@@ -97,7 +98,7 @@ def test_selection_state_survives_a_checkpoint_and_resume(tmp_path) -> None:
     cfg = EstimatorConfig(max_steps=80, patience=50, **TINY)
     module, trainer = fit(cfg, x, y)
     path = save_checkpoint(trainer, tmp_path / "a.ckpt")
-    stored = read_selection(path)
+    stored = stored_selection(path)
     assert stored.selected_step == module.selection.selected_step
     assert stored.val_history == module.selection.val_history
     assert stored.fit_gap == pytest.approx(module.selection.fit_gap)
