@@ -15,9 +15,26 @@ def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def distinct_reports(frame) -> int:
-    """Reports a trial made: a trial resumed after a killed driver may repeat one in its progress file."""
-    return int(frame["training_iteration"].nunique()) if "training_iteration" in frame else len(frame)
+def distinct_reports(frame, folder: str | None = None) -> int:
+    """Reports a trial made: a trial resumed after a killed driver may repeat one in its progress file.
+
+    The iterations of the in-memory frame and of the trial's ``progress.csv`` on disk are
+    counted together: after a driver restore the frame of a resumed trial can miss a report
+    that the file, written across both runs, holds.
+    """
+    if "training_iteration" not in frame:
+        return len(frame)
+    seen = set(frame["training_iteration"].dropna().astype(int))
+    progress = Path(folder, "progress.csv") if folder else None
+    if progress is not None and progress.is_file() and progress.stat().st_size:
+        import pandas as pd
+
+        try:
+            on_disk = pd.read_csv(progress, usecols=["training_iteration"])["training_iteration"]
+            seen |= set(on_disk.dropna().astype(int))
+        except (ValueError, pd.errors.ParserError):
+            pass  # a file cut mid-line by a kill: the frame alone
+    return len(seen)
 
 
 def trial_rows(grid, objective: str) -> list[dict[str, Any]]:
@@ -25,7 +42,7 @@ def trial_rows(grid, objective: str) -> list[dict[str, Any]]:
     rows = []
     for result in grid:
         frame = result.metrics_dataframe
-        reports = 0 if frame is None or frame.empty else distinct_reports(frame)
+        reports = 0 if frame is None or frame.empty else distinct_reports(frame, result.path)
         status = "ERROR" if result.error else ("TERMINATED" if reports else "NOT_RUN")
         row: dict[str, Any] = {
             "trial_id": (result.metrics or {}).get("trial_id") or Path(result.path).name,
