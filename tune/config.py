@@ -2,7 +2,8 @@
 
     name            experiment name (letters, digits, _ . -); required
     description     free text
-    objective       val_loss (default; label-free) | abs_error (benchmark tasks only)
+    objective       a label-free objective of tune.objectives (default: DEFAULT_OBJECTIVE there),
+                    val_loss among them | abs_error (benchmark tasks only)
     data            task_type, dim, strength          one benchmark task, or
                     tasks: [{task_type, dim, strength}, ...]   one experiment per task, or
                     path (.npz: x_key/y_key; .csv/.parquet: x_columns/y_columns),
@@ -20,6 +21,9 @@
                     (on several nodes: a URI or a folder every node sees, see tune.cluster)
     ray             address, num_cpus, num_gpus, object_store_mb (for a local Ray)
     tracking        true|false; tracking_uri, model_name: for MLflow (tune.tracking)
+    compare_defaults  also train the library defaults under the fixed estimator settings (what
+                    the search does not touch) on the same rows, and report their estimate
+                    beside the pick's (default: true for benchmark tasks)
 
 Every error is a ``SweepConfigError`` whose message starts with the dotted field name.
 """
@@ -36,10 +40,11 @@ import yaml
 
 from dmi.config import ConfigError, EstimatorConfig
 from dmi.tasks import TaskSpec
+from tune.objectives import CANDIDATES, DEFAULT_OBJECTIVE
 from tune.schema import Section, SweepConfigError, at_least, fail, fraction, one_of, positive
 from tune.space import ParamSpec, check_points, parse_params
 
-OBJECTIVES = ("val_loss", "abs_error")
+OBJECTIVES = (*CANDIDATES, "abs_error")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 __all__ = ["SweepConfig", "SweepConfigError", "load_config", "parse_config"]
@@ -123,6 +128,7 @@ class SweepConfig:
     tracking: bool = True
     tracking_uri: str | None = None
     model_name: str | None = None
+    compare_defaults: bool = False
     source: str | None = field(default=None, compare=False)
 
     def base_estimator(self) -> EstimatorConfig:
@@ -157,7 +163,7 @@ def load_config(path: str | Path) -> SweepConfig:
 def parse_config(raw: Any, base_dir: Path | None = None) -> SweepConfig:
     top = Section(raw, "")
     name = top.take("name", str, check=lambda v: None if NAME_PATTERN.match(v) else "must be letters, digits, _ . -")
-    objective = top.take("objective", str, "val_loss", one_of(*OBJECTIVES))
+    objective = top.take("objective", str, DEFAULT_OBJECTIVE, one_of(*OBJECTIVES))
     data = parse_data(top.section("data"), base_dir or Path.cwd())
     if objective == "abs_error" and not data.is_benchmark:
         raise fail(
@@ -185,6 +191,7 @@ def parse_config(raw: Any, base_dir: Path | None = None) -> SweepConfig:
         tracking=top.take("tracking", bool, True),
         tracking_uri=top.take("tracking_uri", (str, type(None)), None),
         model_name=top.take("model_name", (str, type(None)), None),
+        compare_defaults=top.take("compare_defaults", bool, data.is_benchmark),
     )
     top.finish()
     return config

@@ -115,11 +115,18 @@ def print_final(summary: dict[str, Any]) -> None:
         print(f"  selected step {steps}{stopped}; held-out NLL gap {gap:+.3f}")
     for message in diag.get("warnings", []):
         print(f"  warning: {message}")
+    defaults = summary.get("library_defaults")
+    if defaults:
+        fixed = ", ".join(f"{k}={v}" for k, v in sorted((defaults.get("fixed") or {}).items()))
+        under = f" (with the sweep's fixed {fixed})" if fixed else ""
+        line = f"  library defaults{under} on the same rows: direct {defaults['mi']:.4f} ± {defaults['mi_stderr']:.4f}"
+        if "abs_error" in defaults and "abs_error" in summary:
+            line += f", |error| {defaults['abs_error']:.4f} (the pick's {summary['abs_error']:.4f})"
+        print(line + f"; {defaults.get('trained_steps', '?')} steps, {defaults['seconds']:.0f} s")
     ranking = summary.get("ranking")
-    if ranking and ranking.get("spearman_val_loss_abs_error") is not None:
+    if ranking and ranking.get("spearman") is not None:
         print(
-            f"  val_loss ranks trials by true error with Spearman rho "
-            f"{ranking['spearman_val_loss_abs_error']:+.2f} "
+            f"  {ranking['objective']} ranks trials by true error with Spearman rho {ranking['spearman']:+.2f} "
             f"over {ranking['n_trials']} trials; regret of the label-free pick {ranking['regret']:.4f} nats"
         )
     print(f"best checkpoint: {summary.get('best_checkpoint')}")

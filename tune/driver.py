@@ -187,7 +187,8 @@ def write_index(cfg: SweepConfig, name: str, root: str, planned: list[Planned]) 
                 "experiment_path": p.path,
                 "state": s.get("state", "not finished"),
                 **{k: s.get(k) for k in ("true_mi", "abs_error", "final_estimate", "best_config", "best_checkpoint")},
-                "spearman_val_loss_abs_error": (s.get("ranking") or {}).get("spearman_val_loss_abs_error"),
+                "fidelity_spearman": (s.get("ranking") or {}).get("spearman"),
+                "defaults_abs_error": (s.get("library_defaults") or {}).get("abs_error"),
             }
         )
     states = {e["state"] for e in entries}

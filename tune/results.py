@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
+from dmi.config import EstimatorConfig
 from tune.data import SweepData
+from tune.objectives import CANDIDATES
 from tune.summary import clean, ranking_quality, status_counts
 from tune.trainable import CHECKPOINT_FILE
 
@@ -66,19 +69,69 @@ def trial_rows(grid, objective: str) -> list[dict[str, Any]]:
     return rows
 
 
-def label_free_ranking(grid) -> dict[str, Any]:
-    """Per trial: its lowest val_loss and the true error at that report (benchmark sweeps only)."""
-    pairs = []
+def label_free_ranking(grid, objective: str) -> dict[str, Any]:
+    """How well label-free objectives ranked this sweep's trials by true error (benchmark sweeps only).
+
+    Per trial, its best report by an objective and the true error there; then, as
+    ``ranking_quality``, Spearman and regret, for the sweep's objective (top level, with one
+    point per trial for the plot) and for every candidate the trials reported.
+    """
+    frames = []
     for result in grid:
         frame = result.metrics_dataframe
-        if frame is None or frame.empty or "abs_error" not in frame or "val_loss" not in frame:
-            continue
-        scored = frame[frame["val_loss"].notna()]
-        if scored.empty:
-            continue
-        best = scored.loc[scored["val_loss"].idxmin()]
-        pairs.append((float(best["val_loss"]), float(best["abs_error"])))
-    return ranking_quality(pairs)
+        if frame is not None and not frame.empty and "abs_error" in frame:
+            trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+            frames.append((trial_id, (result.config or {}).get("architecture"), frame))
+
+    def best_reports(name: str) -> list[tuple[str, Any, float, float]]:
+        out = []
+        for trial_id, arch, frame in frames:
+            if name not in frame:
+                continue
+            scored = frame[frame[name].notna() & frame["abs_error"].notna()]
+            scored = scored[scored[name].map(math.isfinite)]
+            if not scored.empty:
+                best = scored.loc[scored[name].idxmin()]
+                out.append((trial_id, arch, float(best[name]), float(best["abs_error"])))
+        return out
+
+    chosen = best_reports(objective)
+    ranking: dict[str, Any] = {"objective": objective, **ranking_quality([(v, e) for *_, v, e in chosen])}
+    ranking["points"] = [{"trial_id": t, "architecture": a, "objective": v, "abs_error": e} for t, a, v, e in chosen]
+    ranking["candidates"] = {
+        name: ranking_quality([(v, e) for *_, v, e in best_reports(name)])
+        for name in CANDIDATES
+        if any(name in frame for *_, frame in frames)
+    }
+    return ranking
+
+
+def defaults_estimate(data: SweepData, base: EstimatorConfig, n_logsnr: int) -> dict[str, Any]:
+    """What the sweep did not search gives: ``base`` (the library defaults under the sweep's fixed
+    ``estimator:`` settings) trained on the training rows, selected on the validation rows and
+    estimated on the test rows, as the sweep's pick is.
+
+    One torch thread: the trials are done, but other work may share the machine.
+    """
+    import torch
+
+    from dmi.training import fit
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    began = time.monotonic()
+    try:
+        module, _ = fit(base, data.x_train, data.y_train, data.x_val, data.y_val)
+    finally:
+        torch.set_num_threads(threads)
+    est = module.estimate(data.x_test, data.y_test, n_logsnr=n_logsnr, seed=0)
+    out: dict[str, Any] = {**est.as_dict(), "seconds": time.monotonic() - began}
+    out["fixed"] = {k: v for k, v in base.as_dict().items() if v != getattr(EstimatorConfig(), k)}
+    if module.selection is not None:
+        out.update(selected_step=module.selection.selected_step, trained_steps=module.selection.trained_steps)
+    if data.true_mi is not None:
+        out["abs_error"] = abs(est.mi - data.true_mi)
+    return out
 
 
 def final_estimate(grid, objective: str, data: SweepData, n_logsnr: int) -> dict[str, Any]:
@@ -114,7 +167,7 @@ def final_estimate(grid, objective: str, data: SweepData, n_logsnr: int) -> dict
 def checkpoint_selection(result, checkpoint):
     """How the final weights were chosen: the best report's step, of all the trial trained.
 
-    The sweep selects by the lowest reported ``val_loss`` (as Tune's checkpoint ranking does),
+    The sweep selects by the lowest reported objective (as Tune's checkpoint ranking does),
     so the selected step is that report's, not the trial's own paired-SE choice.
     """
     from dmi.selection import SelectionReport
@@ -149,6 +202,7 @@ def build_summary(
     data: SweepData,
     config: dict[str, Any],
     wall_s: float,
+    defaults: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     best_row = next((r for r in rows if best and r["trial_id"] == best.get("best_trial_id")), None)
     summary = {
@@ -162,6 +216,7 @@ def build_summary(
         **(best or {}),
         "best_metrics": best_row,
         "ranking": ranking,
+        "library_defaults": defaults,
         "wall_s": wall_s,
         "trials": rows,
         "config": config,

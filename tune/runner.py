@@ -109,7 +109,7 @@ def conclude(
 ) -> None:
     """Final estimate with the best checkpoint, then the summary: on disk, printed, for the tracker."""
     from tune.console import print_final, print_table
-    from tune.results import build_summary, final_estimate, label_free_ranking, trial_rows
+    from tune.results import build_summary, defaults_estimate, final_estimate, label_free_ranking, trial_rows
 
     rows = trial_rows(grid, cfg.objective)
     common = dict(
@@ -120,15 +120,16 @@ def conclude(
         wall_s=elapsed,
     )
     if not any(r["objective"] is not None for r in rows):
-        outcome.summary = build_summary(state="failed", best=None, ranking=None, **common)
+        outcome.summary = build_summary(state="failed", best=None, ranking=None, defaults=None, **common)
         write_json(join(p.path, SUMMARY_FILE), outcome.summary)
         print(f"{p.name}: failed, no trial reported {cfg.objective}; see the error files under {p.path}")
         return
     best = final_estimate(grid, cfg.objective, data, cfg.final_n_logsnr)
-    ranking = label_free_ranking(grid) if data.true_mi is not None else None
+    ranking = label_free_ranking(grid, cfg.objective) if data.true_mi is not None else None
+    defaults = defaults_estimate(data, cfg.base_estimator(), cfg.final_n_logsnr) if cfg.compare_defaults else None
     timed_out = budget is not None and elapsed >= budget
     state = "time_budget" if timed_out else "finished"
-    outcome.summary = build_summary(state=state, best=best, ranking=ranking, **common)
+    outcome.summary = build_summary(state=state, best=best, ranking=ranking, defaults=defaults, **common)
     write_json(join(p.path, SUMMARY_FILE), outcome.summary)
     outcome.status, outcome.best_checkpoint = "FINISHED", best["best_checkpoint"]
     outcome.code = EXIT_TIME_BUDGET if timed_out else EXIT_OK

@@ -65,22 +65,22 @@ def status_counts(statuses: list[str]) -> dict[str, int]:
 
 
 def ranking_quality(rows: list[tuple[float, float]]) -> dict[str, Any]:
-    """Does label-free tuning find accurate estimators?
+    """Does a label-free objective find accurate estimators?
 
-    ``rows`` holds, per trial, (its lowest ``val_loss``, ``abs_error`` at that report). Spearman's
-    rho over trials says how well ``val_loss`` orders them by true error; the regret is how much
-    worse the ``val_loss`` pick is than the most accurate trial.
+    ``rows`` holds, per trial, (its lowest objective, ``abs_error`` at that report). Spearman's
+    rho over trials says how well the objective orders them by true error; the regret is how
+    much worse the objective's pick is than the most accurate trial.
     """
     rows = [(v, e) for v, e in rows if math.isfinite(v) and math.isfinite(e)]
-    result: dict[str, Any] = {"n_trials": len(rows), "spearman_val_loss_abs_error": None}
+    result: dict[str, Any] = {"n_trials": len(rows), "spearman": None}
     if not rows:
         return result
     pick = min(rows, key=lambda r: r[0])[1]
     oracle = min(e for _, e in rows)
-    result.update(abs_error_of_val_loss_pick=pick, best_abs_error=oracle, regret=pick - oracle)
-    if len(rows) >= 3:
+    result.update(pick_abs_error=pick, best_abs_error=oracle, regret=pick - oracle)
+    if len(rows) >= 3 and len({v for v, _ in rows}) > 1 and len({e for _, e in rows}) > 1:
         from scipy.stats import spearmanr
 
         rho = spearmanr([v for v, _ in rows], [e for _, e in rows]).statistic
-        result["spearman_val_loss_abs_error"] = None if not math.isfinite(rho) else float(rho)
+        result["spearman"] = None if not math.isfinite(rho) else float(rho)
     return result

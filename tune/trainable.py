@@ -22,6 +22,8 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from tune.objectives import CANDIDATES, OBJECTIVE_INPUTS, score
+
 CHECKPOINT_FILE = "checkpoint.ckpt"
 REPORTED = (
     "val_loss",
@@ -40,6 +42,38 @@ REPORTED = (
     "nll_gap",
     "early_stopped",
 )
+# every candidate objective (tune.objectives), whichever the sweep is judged by
+REPORTED = REPORTED + tuple(name for name in CANDIDATES if name not in REPORTED)
+
+
+class ObjectiveReport(pl.Callback):
+    """Adds every candidate objective of ``tune.objectives`` to the metrics Tune reports.
+
+    Some of them read the trial's earlier reports (the stability of its estimate), so the
+    reports so far are kept here and in the Lightning checkpoint: a restored trial goes on
+    scoring as if it had never stopped.
+    """
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, float]] = []
+
+    @property
+    def state_key(self) -> str:
+        return "ObjectiveReport"
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        if trainer.sanity_checking or "val_loss" not in metrics:
+            return
+        self.history.append({key: float(metrics[key]) for key in OBJECTIVE_INPUTS if key in metrics})
+        for name in CANDIDATES:
+            metrics[name] = torch.tensor(score(self.history, name), dtype=torch.float64)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [dict(r) for r in self.history]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [{k: float(v) for k, v in r.items()} for r in state_dict.get("history", [])]
 
 
 class AbsErrorCallback(pl.Callback):
@@ -141,7 +175,9 @@ def train_estimator(
     cfg = EstimatorConfig.from_dict(config)
     known_truth = true_mi is not None and math.isfinite(true_mi)
     metrics = list(REPORTED) + (["abs_error"] if known_truth else [])
-    callbacks: list[pl.Callback] = [AbsErrorCallback(true_mi)] if known_truth else []
+    callbacks: list[pl.Callback] = [ObjectiveReport()]
+    if known_truth:
+        callbacks.append(AbsErrorCallback(true_mi))
     placement = trial_placement()
     callbacks.append(report_callback(metrics, placement))
     arrays = (data["x_train"], data["y_train"], data["x_val"], data["y_val"])

@@ -38,6 +38,7 @@ CONFIG = {
     "trials": {"val_every_n_steps": 20, "resources": {"cpu": 1}, "max_concurrent_trials": 2},
     "final_n_logsnr": 16,
     "tracking": True,
+    "compare_defaults": False,  # its record is tested on a summary below: the defaults train ~20 s
 }
 
 
@@ -65,6 +66,13 @@ def test_dmi_tune_run_records_the_sweep_and_report_reads_it(ray_session, tmp_pat
     assert parent.data.metrics["final_mi"] == summary["final_estimate"]["mi"]
     assert parent.data.metrics["gt_mi"] == summary["true_mi"]
     assert parent.data.metrics["trials_finished"] == 2
+    # How the objective ranked the trials by true error, and its plot: one point per trial.
+    ranking = summary["ranking"]
+    assert parent.data.metrics["fidelity_regret"] == ranking["regret"]
+    assert parent.data.metrics["fidelity_pick_abs_error"] == ranking["pick_abs_error"]
+    assert "fidelity.disagreement.regret" in parent.data.metrics
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/objective_vs_abs_error.png" in plots
     version = client.get_model_version_by_alias("dmi-multinormal_sparse_2_dim_2", "champion")
     assert version.run_id == parent.info.run_id
 
@@ -77,3 +85,22 @@ def test_dmi_tune_run_records_the_sweep_and_report_reads_it(ray_session, tmp_pat
     out = capsys.readouterr().out
     assert f"trial {summary['best_trial_id']}" in out and "2 finished" in out
     assert "--host 127.0.0.1" in out
+
+
+def test_summary_metrics_carry_fidelity_and_the_library_defaults():
+    from tune.tracking.finish import summary_metrics
+
+    summary = {
+        "ranking": {
+            "spearman": 0.6,
+            "regret": 0.01,
+            "pick_abs_error": 0.05,
+            "best_abs_error": 0.04,
+            "candidates": {"val_loss": {"spearman": -0.2, "regret": 0.3}},
+        },
+        "library_defaults": {"mi": 1.1, "mi_stderr": 0.03, "abs_error": 0.08, "trained_steps": 3000},
+    }
+    metrics = summary_metrics(summary)
+    assert metrics["fidelity_spearman"] == 0.6 and metrics["fidelity_regret"] == 0.01
+    assert metrics["fidelity.val_loss.spearman"] == -0.2
+    assert metrics["defaults_abs_error"] == 0.08 and metrics["defaults_trained_steps"] == 3000

@@ -33,10 +33,11 @@ def finished_sweep(local_ray, tmp_path_factory):
     from tune.cli import main
 
     folder = tmp_path_factory.mktemp("sweep")
-    config = write_config(folder, TINY)
+    settings = {**TINY, "compare_defaults": True}
+    config = write_config(folder, settings)
     storage = folder / "results"
     code = main(["run", str(config), "--storage", str(storage)])
-    return SimpleNamespace(code=code, config=config, storage=storage, path=storage / "tiny", settings=TINY)
+    return SimpleNamespace(code=code, config=config, storage=storage, path=storage / "tiny", settings=settings)
 
 
 def pytest_configure(config) -> None:

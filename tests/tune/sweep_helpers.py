@@ -44,6 +44,7 @@ TINY: dict[str, Any] = {
     "trials": {"val_every_n_steps": 30, "resources": {"cpu": 1, "gpu": 0}, "max_concurrent_trials": 2},
     "ray": {"num_cpus": 2, "object_store_mb": 200},
     "final_n_logsnr": 32,
+    "compare_defaults": False,  # the library defaults train for ~20 s: one test turns it on
 }
 
 

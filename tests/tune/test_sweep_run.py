@@ -74,7 +74,13 @@ def test_best_result_agrees_with_reported_metrics(finished_sweep) -> None:
     assert summary["abs_error"] == abs(est["mi"] - truth)
     assert abs(est["mi"] - truth) < 0.5  # multinormal dim 3, MI 1.02: the Gaussian base alone is close
     ranking = summary["ranking"]
-    assert ranking["n_trials"] == len(trials) and -1 <= ranking["spearman_val_loss_abs_error"] <= 1
+    assert ranking["n_trials"] == len(trials) and -1 <= ranking["spearman"] <= 1
+    assert ranking["objective"] == "val_loss" and len(ranking["points"]) == len(trials)
+    assert "disagreement" in ranking["candidates"]
+    # The library defaults, trained on the same rows, are reported beside the pick.
+    defaults = summary["library_defaults"]
+    assert defaults["abs_error"] == pytest.approx(abs(defaults["mi"] - truth))
+    assert defaults["n_points"] == est["n_points"] and defaults["trained_steps"] >= defaults["selected_step"]
     # Every report says how the trial's weights are being selected; the final estimate too.
     for key in ("selected_step", "best_val_loss", "trained_steps", "train_nll", "nll_gap", "early_stopped"):
         assert reports[key].notna().all(), key

@@ -36,10 +36,10 @@ def test_rows_take_each_trial_at_its_best_report_and_mark_failures() -> None:
 
 def test_ranking_measures_how_val_loss_orders_true_error() -> None:
     agree = ranking_quality([(v, 0.1 * v) for v in (1.0, 2.0, 3.0, 4.0)])
-    assert agree["spearman_val_loss_abs_error"] == 1.0 and agree["regret"] == 0.0
+    assert agree["spearman"] == 1.0 and agree["regret"] == 0.0
     reverse = ranking_quality([(v, 1.0 / v) for v in (1.0, 2.0, 3.0, 4.0)])
-    assert reverse["spearman_val_loss_abs_error"] == -1.0 and np.isclose(reverse["regret"], 0.75)
-    assert ranking_quality([(1.0, 0.2), (float("nan"), 0.1)])["spearman_val_loss_abs_error"] is None
+    assert reverse["spearman"] == -1.0 and np.isclose(reverse["regret"], 0.75)
+    assert ranking_quality([(1.0, 0.2), (float("nan"), 0.1)])["spearman"] is None
 
 
 def test_summary_is_written_whole_or_not_at_all(tmp_path) -> None:

@@ -200,3 +200,33 @@ def mi_curve_plot(frame: Any, path: Path, true_mi: float | None, title: str) -> 
     axes.set_title(title)
     axes.legend()
     return save_figure(figure, path)
+
+
+def fidelity_plot(summary: Mapping[str, Any], path: Path) -> Path | None:
+    """One point per trial: its best objective against its true |error|; the defaults as a line."""
+    ranking = summary.get("ranking") or {}
+    points = ranking.get("points") or []
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots()
+    for arch, marker in (("unified", "o"), ("moe", "^"), (None, "s")):
+        mine = [p for p in points if p.get("architecture") == arch]
+        if mine:
+            axes.scatter(
+                [p["objective"] for p in mine], [p["abs_error"] for p in mine], marker=marker, label=arch or "other"
+            )
+    defaults = (summary.get("library_defaults") or {}).get("abs_error")
+    if defaults is not None:
+        axes.axhline(defaults, color="black", linestyle="--", label=f"library defaults {defaults:.3f}")
+    rho = ranking.get("spearman")
+    rho_text = "n/a" if rho is None else f"{rho:+.2f}"
+    axes.set_xlabel(f"best {ranking.get('objective', 'objective')} of the trial")
+    axes.set_ylabel("|error| at that report [nats]")
+    axes.set_title(f"label-free objective against true error (Spearman {rho_text})")
+    axes.legend()
+    return save_figure(figure, path)

@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
 from tune.tracking.artifacts import (
+    fidelity_plot,
     mi_curve_plot,
     optuna_plots,
     study_from_results,
@@ -32,7 +33,7 @@ from tune.tracking.uri import artifacts_via
 log = logging.getLogger(__name__)
 
 ESTIMATE_FIELDS = ("mi", "mi_orthogonal", "mi_stderr", "mi_orthogonal_stderr")
-RANKING_FIELDS = ("spearman_val_loss_abs_error", "regret", "abs_error_of_val_loss_pick", "best_abs_error")
+RANKING_FIELDS = ("spearman", "regret", "pick_abs_error", "best_abs_error")
 
 
 def finite_number(value: Any) -> float | None:
@@ -56,11 +57,25 @@ def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     found["abs_error"] = summary.get("abs_error")
     found["abs_error_orthogonal"] = summary.get("abs_error_orthogonal")
     found["objective_value"] = summary.get("objective_value", best_metrics.get("objective"))
-    found.update({key: summary.get(key, ranking.get(key)) for key in RANKING_FIELDS})
+    # How well the objective (and each candidate reported) ranked the trials by true error.
+    found.update({f"fidelity_{key}": ranking.get(key) for key in RANKING_FIELDS})
+    for name, quality in (ranking.get("candidates") or {}).items():
+        found.update({f"fidelity.{name}.{key}": quality.get(key) for key in ("spearman", "regret")})
+    defaults = summary.get("library_defaults") or {}
+    for key in ("mi", "mi_orthogonal", "mi_stderr", "abs_error", "trained_steps"):
+        found[f"defaults_{key}"] = defaults.get(key)
     found["wall_s"] = summary.get("wall_s")
     diag = summary.get("final_diagnostics") or {}
-    for key in ("selected_step", "trained_steps", "stopped_early", "still_improving", "nll_gap", "train_nll",
-                "val_nll", "forms_disagreement_se"):
+    for key in (
+        "selected_step",
+        "trained_steps",
+        "stopped_early",
+        "still_improving",
+        "nll_gap",
+        "train_nll",
+        "val_nll",
+        "forms_disagreement_se",
+    ):
         if key in diag:
             found[f"final_{key}"] = float(diag[key]) if isinstance(diag[key], bool) else diag[key]
     if diag:
@@ -153,6 +168,7 @@ def record_finish(client: MlflowClient, record: Mapping[str, Any], result_grid: 
         plots = folder / "plots"
         plots.mkdir()
         optuna_plots(study_from_results(result_grid, metric, mode), plots, target_name=metric)
+        fidelity_plot(summary, plots / "objective_vs_abs_error.png")
         if best is not None:
             curve = plots / "best_trial_mi.png"
             mi_curve_plot(best.metrics_dataframe, curve, metrics.get("gt_mi"), f"best trial {best_trial_id}")

@@ -21,7 +21,9 @@ ESTIMATE_KEYS = (
     "abs_error",
     "abs_error_orthogonal",
     "objective_value",
-    "spearman_val_loss_abs_error",
+    "fidelity_spearman",
+    "fidelity_regret",
+    "defaults_abs_error",
 )
 
 
@@ -124,8 +126,11 @@ def format_summary(summary: dict[str, Any]) -> str:
             error_key = "abs_error" if key == "final_mi" else "abs_error_orthogonal"
             error = f"  (|error| {est[error_key]:.4f})" if error_key in est else ""
             lines.append(f"MI        {label:<10} {est[key]:.4f}{spread} nats{error}")
-    if "spearman_val_loss_abs_error" in est:
-        lines.append(f"spearman(val_loss, |error|) over trials: {est['spearman_val_loss_abs_error']:.3f}")
+    if "fidelity_spearman" in est:
+        regret = f", regret of the pick {est['fidelity_regret']:.4f} nats" if "fidelity_regret" in est else ""
+        lines.append(f"spearman({summary['objective']}, |error|) over trials: {est['fidelity_spearman']:.3f}{regret}")
+    if "defaults_abs_error" in est:
+        lines.append(f"library defaults |error| on the same data: {est['defaults_abs_error']:.4f}")
     model = summary["model"]
     if model["name"]:
         champion = f"champion: version {model['champion_version']}"
