@@ -32,12 +32,10 @@ OBJECTIVE_INPUTS = (
 
 
 def _get(report: Report, key: str) -> float:
-    value = report.get(key)
     try:
-        out = float(value)
+        return float(report.get(key))
     except (TypeError, ValueError):
         return math.nan
-    return out
 
 
 def disagreement(report: Report) -> float:

@@ -126,7 +126,8 @@ def defaults_estimate(data: SweepData, base: EstimatorConfig, n_logsnr: int) -> 
         torch.set_num_threads(threads)
     est = module.estimate(data.x_test, data.y_test, n_logsnr=n_logsnr, seed=0)
     out: dict[str, Any] = {**est.as_dict(), "seconds": time.monotonic() - began}
-    out["fixed"] = {k: v for k, v in base.as_dict().items() if v != getattr(EstimatorConfig(), k)}
+    library = EstimatorConfig().as_dict()
+    out["fixed"] = {k: v for k, v in base.as_dict().items() if v != library[k]}
     if module.selection is not None:
         out.update(selected_step=module.selection.selected_step, trained_steps=module.selection.trained_steps)
     if data.true_mi is not None:

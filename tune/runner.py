@@ -120,7 +120,7 @@ def conclude(
         wall_s=elapsed,
     )
     if not any(r["objective"] is not None for r in rows):
-        outcome.summary = build_summary(state="failed", best=None, ranking=None, defaults=None, **common)
+        outcome.summary = build_summary(state="failed", best=None, ranking=None, **common)
         write_json(join(p.path, SUMMARY_FILE), outcome.summary)
         print(f"{p.name}: failed, no trial reported {cfg.objective}; see the error files under {p.path}")
         return

@@ -67,7 +67,8 @@ class ObjectiveReport(pl.Callback):
             return
         self.history.append({key: float(metrics[key]) for key in OBJECTIVE_INPUTS if key in metrics})
         for name in CANDIDATES:
-            metrics[name] = torch.tensor(score(self.history, name), dtype=torch.float64)
+            if name not in OBJECTIVE_INPUTS:  # val_loss, val_nll_x_given_y: reported as they are
+                metrics[name] = torch.tensor(score(self.history, name), dtype=torch.float64)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": [dict(r) for r in self.history]}

@@ -66,16 +66,8 @@ def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
         found[f"defaults_{key}"] = defaults.get(key)
     found["wall_s"] = summary.get("wall_s")
     diag = summary.get("final_diagnostics") or {}
-    for key in (
-        "selected_step",
-        "trained_steps",
-        "stopped_early",
-        "still_improving",
-        "nll_gap",
-        "train_nll",
-        "val_nll",
-        "forms_disagreement_se",
-    ):
+    for key in ("selected_step", "trained_steps", "stopped_early", "still_improving", "nll_gap", "train_nll",
+                "val_nll", "forms_disagreement_se"):
         if key in diag:
             found[f"final_{key}"] = float(diag[key]) if isinstance(diag[key], bool) else diag[key]
     if diag:
