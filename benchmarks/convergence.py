@@ -23,6 +23,7 @@ import torch
 from dmi.config import EstimatorConfig
 from dmi.estimation import estimate_mi, estimate_mi_independent
 from dmi.tasks import TaskSpec, sample_task, true_mi
+from dmi.threads import DEFAULT_THREADS
 from dmi.training import fit
 
 ARMS = {
@@ -72,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n_test", type=int, default=10_000)
     parser.add_argument("--arms", nargs="+", default=list(ARMS))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=DEFAULT_THREADS, help="torch CPU threads (default: the library's, %(default)s)"
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     spec = TaskSpec("multinormal", 3, 200)
     truth = true_mi(spec)
     x, y = sample_task(spec, args.n_train + args.n_test, seed=0)

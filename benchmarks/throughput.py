@@ -23,6 +23,7 @@ import torch
 from dmi.config import EstimatorConfig
 from dmi.diffusion import LogSNRProposal
 from dmi.estimation import denoising_loss
+from dmi.threads import DEFAULT_THREADS
 from dmi.training import build_module, fit
 
 
@@ -116,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dims", type=int, nargs="+", default=[3, 10, 50])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
+    parser.add_argument(
+        "--threads", type=int, default=DEFAULT_THREADS, help="torch CPU threads (default: the library's, %(default)s)"
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     accelerator = "gpu" if device.type == "cuda" else "cpu"
     rows = []

@@ -12,6 +12,7 @@ from dmi.config import TEST_FRACTION, EstimatorConfig
 from dmi.data import DataError, validate_sample
 from dmi.diagnostics import diagnose, emit
 from dmi.diffusion import MIEstimate
+from dmi.threads import check_threads, torch_threads
 from dmi.training import fit, fitted_choices
 
 
@@ -24,7 +25,8 @@ class DiffusionMI:
 
     ``DiffusionMI(architecture="unified"|"moe", **hyperparameters)``; hyperparameters are
     the fields of ``EstimatorConfig``. ``estimate`` returns the direct estimate (nats) unless
-    ``form="orthogonal"``.
+    ``form="orthogonal"``. ``threads`` caps torch's CPU threads while it trains and
+    estimates (default ``dmi.threads.DEFAULT_THREADS``, one: see ``dmi.threads``).
     """
 
     def __init__(
@@ -32,9 +34,11 @@ class DiffusionMI:
         architecture: str = "unified",
         test_fraction: float = TEST_FRACTION,
         form: str = "direct",
+        threads: int | None = None,
         **hyperparameters: Any,
     ) -> None:
         self.config = EstimatorConfig.from_dict({"architecture": architecture, **hyperparameters})
+        self.threads = check_threads(threads)
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
         if form not in ("direct", "orthogonal"):
@@ -55,10 +59,11 @@ class DiffusionMI:
 
     def fit_and_estimate(self, x, y) -> tuple[MIEstimate, float]:
         x_train, y_train, x_test, y_test = self.split(x, y)
-        start = time.perf_counter()
-        self.module, _ = fit(self.config, x_train, y_train)
-        train_seconds = time.perf_counter() - start
-        return self.module.estimate(x_test, y_test, seed=self.config.seed), train_seconds
+        with torch_threads(self.threads):
+            start = time.perf_counter()
+            self.module, _ = fit(self.config, x_train, y_train)
+            train_seconds = time.perf_counter() - start
+            return self.module.estimate(x_test, y_test, seed=self.config.seed), train_seconds
 
     def estimate(self, x, y) -> float:
         """The estimate (nats); its bad signs are raised as ``EstimateWarning``."""

@@ -140,6 +140,8 @@ class MIEstimate:
     n_logsnr: int
     # Per-point nll(x) + nll(x|y) (float64), for paired comparisons between models; not reported.
     nll_points: Tensor | None = field(default=None, repr=False, compare=False)
+    # Per-point direct integrand (pointwise MI, float64), for the domain check (dmi.domain).
+    mi_points: Tensor | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, float | int]:
         return {

@@ -120,7 +120,8 @@ def estimate_mi(
         orth.append(0.5 * (w * gap_orth).sum(0))
         nll_u.append(0.5 * (w * (mse_u - ref)).sum(0))
         nll_c.append(0.5 * (w * (mse_c - ref)).sum(0))
-    mi, mi_se = mean_and_stderr(torch.cat(direct))
+    direct_points = torch.cat(direct)
+    mi, mi_se = mean_and_stderr(direct_points)
     mo, mo_se = mean_and_stderr(torch.cat(orth))
     h = gaussian_entropy(d)
     nll_u_points, nll_c_points = torch.cat(nll_u), torch.cat(nll_c)
@@ -134,6 +135,7 @@ def estimate_mi(
         n_points=n,
         n_logsnr=k,
         nll_points=(nll_u_points + nll_c_points).cpu() + 2 * h,
+        mi_points=direct_points.cpu(),
     )
 
 

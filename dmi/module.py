@@ -14,8 +14,11 @@ from dmi.config import EstimatorConfig
 from dmi.data import RANK_KNOTS, rank_gauss, rank_gauss_log_jacobian
 from dmi.denoisers import Denoiser, GaussianDenoiser
 from dmi.diffusion import LogSNRProposal, MIEstimate
+from dmi.domain import DomainCheck, DomainReference, compare
 from dmi.estimation import denoising_loss, estimate_mi
 from dmi.networks import MixtureOfExperts, ResidualMLP
+
+DOMAIN_KEY = "dmi_domain_reference"
 
 
 def build_denoiser(cfg: EstimatorConfig, dim_x: int, dim_y: int) -> Denoiser:
@@ -45,6 +48,8 @@ class DiffusionMIModule(pl.LightningModule):
         self.dim_x, self.dim_y = dim_x, dim_y
         self.selection = None  # set by dmi.training.fit: how the weights were selected
         self.last_val_points: Tensor | None = None
+        # Of the validation rows the current weights were scored on (dmi.domain); in checkpoints.
+        self.domain_reference: DomainReference | None = None
         self.denoiser = build_denoiser(self.cfg, dim_x, dim_y)
         self.proposal = LogSNRProposal(self.cfg.logsnr_loc, self.cfg.logsnr_scale, self.cfg.logsnr_clip)
         n_knots = RANK_KNOTS if self.cfg.preprocess in ("rank_gauss", "auto") else 0
@@ -140,6 +145,17 @@ class DiffusionMIModule(pl.LightningModule):
         }
         self.log_dict(metrics, prog_bar=False, batch_size=x.shape[0])
         self.last_val_points = est.nll_points  # read by dmi.selection.HeldOutSelection
+        self.domain_reference = DomainReference.from_rows(
+            est.nll_points, est.mi_points, x, y, self.cfg.val_n_logsnr
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.domain_reference is not None:
+            checkpoint[DOMAIN_KEY] = self.domain_reference.as_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get(DOMAIN_KEY)
+        self.domain_reference = None if saved is None else DomainReference.from_dict(saved)
 
     def configure_optimizers(self):
         # Fused Adam: one kernel for all parameters instead of ~10 ops each (+15-30 % steps/s
@@ -171,6 +187,20 @@ class DiffusionMIModule(pl.LightningModule):
             torch.tensor(np.asarray(x, dtype=np.float64)), torch.tensor(np.asarray(y, dtype=np.float64))
         )
         return self.estimate_preprocessed(xt, yt, n_logsnr, seed)
+
+    @torch.no_grad()
+    def check_domain(self, x, y, seed: int = 0) -> DomainCheck:
+        """How far a raw sample lies from the validation rows these weights were selected on."""
+        names = [f"x{i}" for i in range(self.dim_x)] + [f"y{i}" for i in range(self.dim_y)]
+        xt, yt = self.preprocess(
+            torch.tensor(np.asarray(x, dtype=np.float64)), torch.tensor(np.asarray(y, dtype=np.float64))
+        )
+        reference = self.domain_reference
+        if reference is None:
+            empty = torch.zeros(xt.shape[0])
+            return compare(None, empty, empty, xt, yt, names)
+        est = self.estimate_preprocessed(xt, yt, reference.n_logsnr, seed)
+        return compare(reference, est.nll_points, est.mi_points, xt, yt, names)
 
     @torch.no_grad()
     def estimate_preprocessed(self, x: Tensor, y: Tensor, n_logsnr: int | None = None, seed: int = 0) -> MIEstimate:

@@ -19,6 +19,8 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from dmi.domain import DomainReference
+
 MONITOR = "val_loss"
 PROBE_ROWS = 4096
 
@@ -68,6 +70,7 @@ class HeldOutSelection(pl.Callback):
         self.best_score = float("inf")
         self.best_step = 0
         self.best_fit: dict[str, float] = {}
+        self.best_reference: DomainReference | None = None  # the domain reference of the best weights
         self.history: list[tuple[int, float]] = []
         self.wait = 0
         self.stopped = False
@@ -144,6 +147,9 @@ class HeldOutSelection(pl.Callback):
         if self.best_state is None or self.significantly_better(est.nll_points):
             train = self._score(pl_module, *probe)
             self.best_score, self.best_points, self.best_state = score, est.nll_points, self._copy(pl_module)
+            self.best_reference = DomainReference.from_rows(
+                est.nll_points, est.mi_points, val.x, val.y, pl_module.cfg.val_n_logsnr
+            )
             self.best_step = trainer.global_step
             self.best_fit = self._fit_record((est.nll_x, est.nll_x_given_y), (train.nll_x, train.nll_x_given_y))
 
@@ -172,6 +178,7 @@ class HeldOutSelection(pl.Callback):
         ):
             self.best_state, self.best_step, self.best_fit = self._candidate, trainer.global_step, fit_now
             self.best_score, self.best_points, self.wait = current, points, 0
+            self.best_reference = getattr(pl_module, "domain_reference", None)
         else:
             self.wait += 1
         if self.wait >= self.patience or not math.isfinite(current):
@@ -192,6 +199,7 @@ class HeldOutSelection(pl.Callback):
     def restore_best(self, pl_module: pl.LightningModule) -> None:
         if self.best_state is not None:
             pl_module.load_state_dict(self.best_state)
+            pl_module.domain_reference = self.best_reference
 
     def report(self, trainer: pl.Trainer) -> SelectionReport:
         return SelectionReport(
@@ -214,6 +222,7 @@ class HeldOutSelection(pl.Callback):
             "best_fit": dict(self.best_fit),
             "best_points": self.best_points,
             "best_state": self.best_state,
+            "best_reference": None if self.best_reference is None else self.best_reference.as_dict(),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -225,6 +234,8 @@ class HeldOutSelection(pl.Callback):
         self.best_fit = {k: float(v) for k, v in state_dict.get("best_fit", {}).items()}
         self.best_points = state_dict.get("best_points")
         self.best_state = state_dict.get("best_state")
+        reference = state_dict.get("best_reference")
+        self.best_reference = None if reference is None else DomainReference.from_dict(reference)
 
 
 def report_from_state(callback_states: dict[str, Any], trained_steps: int) -> SelectionReport | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from dmi.data import DataError, SampleDataModule, Standardizer, rank_gauss, rank
 from dmi.denoisers import GaussianDenoiser
 from dmi.module import DiffusionMIModule
 from dmi.selection import HeldOutSelection
+from dmi.tempfiles import make_temp
 
 # Lightning's advice about dataloader workers does not apply: batches are device gathers.
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -211,7 +211,7 @@ def save_checkpoint(trainer: pl.Trainer, path: str | os.PathLike) -> Path:
     """Write a Lightning checkpoint atomically: a temporary file, then a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = make_temp(path)
     os.close(fd)
     try:
         trainer.save_checkpoint(tmp, weights_only=False)  # full state: optimizer, EMA, loops

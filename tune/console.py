@@ -64,7 +64,11 @@ class TrialLinePrinter(Callback):
         )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        reports = (trial.last_result or {}).get("training_iteration", 0)
+        last = trial.last_result or {}
+        if last.get("diverged"):
+            self._line(trial, trials, f"DIVERGED (not retried): {last.get('failure', 'training diverged')}")
+            return
+        reports = last.get("training_iteration", 0)
         how = f"{reports} reports"
         if reports < self.max_reports:
             how = f"stopped at report {reports}/{self.max_reports}"
@@ -115,6 +119,9 @@ def print_final(summary: dict[str, Any]) -> None:
         print(f"  selected step {steps}{stopped}; held-out NLL gap {gap:+.3f}")
     for message in diag.get("warnings", []):
         print(f"  warning: {message}")
+    domain = summary.get("final_domain") or {}
+    if domain.get("in_domain") is False:
+        print(f"  warning: the test rows are out of the estimator's domain (domain_score {domain['domain_score']:.2f})")
     defaults = summary.get("library_defaults")
     if defaults:
         fixed = ", ".join(f"{k}={v}" for k, v in sorted((defaults.get("fixed") or {}).items()))

@@ -16,15 +16,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import time
+import sys
 import warnings
 from collections.abc import Iterator
 
+from tune.budget import BUDGET_FILE, SweepBudget
 from tune.cluster import check_cluster, trials_start_together
 from tune.config import SweepConfig
 from tune.data import load_data
 from tune.runner import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TIME_BUDGET, Planned, run_experiment
-from tune.storage import join, read_json, resolve_storage, write_json
+from tune.storage import is_uri, join, read_json, resolve_storage, write_json
 from tune.summary import CONFIG_FILE, SUMMARY_FILE
 from tune.tracking_glue import make_trackers
 
@@ -59,7 +60,10 @@ def quiet_libraries() -> None:
 def ray_session(cfg: SweepConfig, address: str | None) -> Iterator[bool]:
     """Join a cluster (``--address``, RAY_ADDRESS or ray.address) or start a private local Ray.
 
-    Yields whether a cluster was joined. A local Ray's dashboard (if installed) listens on 127.0.0.1 only.
+    Yields whether a cluster was joined. A local Ray's dashboard (if installed) listens on
+    127.0.0.1 only, and the local Ray runs with token authentication (``tune.ray_auth``):
+    its gRPC servers listen on every interface, so without a token anyone who can reach the
+    machine could submit work to it. A joined cluster is left as its operator set it up.
     """
     import ray
 
@@ -70,6 +74,12 @@ def ray_session(cfg: SweepConfig, address: str | None) -> Iterator[bool]:
     if address:
         ray.init(address=address, logging_level=logging.WARNING)
     else:
+        if "RAY_AUTH_MODE" not in os.environ:  # ray was imported before tune.ray_auth could turn it on
+            print(
+                "warning: the local Ray runs without token authentication: anyone who can reach this machine "
+                "can submit work to it (set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN before starting)",
+                file=sys.stderr,
+            )
         ray.init(
             address="local",
             num_cpus=cfg.ray.num_cpus,
@@ -125,17 +135,20 @@ def run_sweep(
         return EXIT_FAILED if "failed" in states else EXIT_OK
     for p in pending:
         check_unchanged(cfg, p)
+    remove_stale_writes(root, name, planned)
     data = {p.name: load_data(cfg.data, p.task) for p in pending}
     trackers = make_trackers(cfg, pending, root, tracking_uri)
     codes: list[int] = []
-    start = time.monotonic()
     with ray_session(cfg, address) as joined, trials_start_together(cfg.trials.max_concurrent_trials):
         check_cluster(cfg, root, joined)  # shared storage on several nodes; a trial fits a node
         if len(planned) > 1:
             write_index(cfg, name, root, planned)
         for p in pending:
-            budget = None if cfg.time_budget_s is None else cfg.time_budget_s - (time.monotonic() - start)
-            if budget is not None and budget <= 0:
+            # One budget for the whole sweep, across its experiments and its resumptions.
+            budget = None
+            if cfg.time_budget_s is not None:
+                budget = SweepBudget(join(root, name, BUDGET_FILE), cfg.time_budget_s)
+            if budget is not None and budget.remaining() <= 0:
                 print(f"{p.name}: not started, the time budget is spent")
                 codes.append(EXIT_TIME_BUDGET)
                 break
@@ -149,6 +162,17 @@ def run_sweep(
 
 # Keys that may change between a run and its resumption: where things go, not what is computed.
 RESUMABLE_CHANGES = {"source", "description", "storage", "ray", "tracking", "tracking_uri", "model_name"}
+
+
+def remove_stale_writes(root: str, name: str, planned: list[Planned]) -> None:
+    """Temporary files that a killed driver's atomic writes left in the sweep's folders."""
+    from dmi.tempfiles import remove_stale
+
+    if is_uri(root):
+        return  # an object store has no half-made files: a PUT is whole or absent
+    removed = remove_stale(join(root, name), *(p.path for p in planned))
+    if removed:
+        print(f"removed {len(removed)} stale temporary file(s) of a killed write: {', '.join(map(str, removed))}")
 
 
 def check_unchanged(cfg: SweepConfig, p: Planned) -> None:

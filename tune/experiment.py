@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tune.config import SweepConfig
 from tune.data import SweepData
 from tune.space import make_space
 from tune.trainable import train_estimator
+
+if TYPE_CHECKING:
+    from ray.tune import Stopper
 
 
 def trial_dirname(trial) -> str:
@@ -32,14 +35,13 @@ def make_trainable(cfg: SweepConfig, data: SweepData):
 
 def make_searcher(cfg: SweepConfig, task_label: str | None = None):
     """Optuna over the space; with an RDB storage, the study earlier nights left (tune.overnight)."""
-    from ray.tune.search.optuna import OptunaSearch
-
     from tune.overnight import searcher_settings
+    from tune.searcher import DivergenceAwareOptunaSearch
 
     settings = searcher_settings(cfg.search, task_label)
     if settings.earlier_trials:
         print(f"optuna study {settings.study_name}: continuing from {settings.earlier_trials} earlier trials")
-    return OptunaSearch(
+    return DivergenceAwareOptunaSearch(
         space=make_space(cfg.search.params, cfg.base_estimator()),
         metric=cfg.objective,
         mode="min",
@@ -66,7 +68,7 @@ def make_scheduler(cfg: SweepConfig):
     )
 
 
-def new_tuner(cfg: SweepConfig, data: SweepData, name: str, storage: str, callbacks: list, time_budget_s: float | None):
+def new_tuner(cfg: SweepConfig, data: SweepData, name: str, storage: str, callbacks: list, budget: Stopper | None):
     from ray import tune
 
     tune_config = tune.TuneConfig(
@@ -74,7 +76,6 @@ def new_tuner(cfg: SweepConfig, data: SweepData, name: str, storage: str, callba
         scheduler=make_scheduler(cfg),
         num_samples=cfg.search.num_samples,
         max_concurrent_trials=cfg.trials.max_concurrent_trials,
-        time_budget_s=time_budget_s,
         reuse_actors=cfg.trials.reuse_actors,
         trial_dirname_creator=trial_dirname,
     )
@@ -82,6 +83,7 @@ def new_tuner(cfg: SweepConfig, data: SweepData, name: str, storage: str, callba
         name=name,
         storage_path=storage,
         callbacks=callbacks,
+        stop=budget,  # tune.budget.SweepBudget: Tune's own time_budget_s restarts at every restore
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=cfg.trials.num_to_keep,
             checkpoint_score_attribute=cfg.objective,
@@ -98,11 +100,20 @@ def new_tuner(cfg: SweepConfig, data: SweepData, name: str, storage: str, callba
     )
 
 
-def restored_tuner(cfg: SweepConfig, data: SweepData, path: str, callbacks: list[Any]):
-    """Resume an interrupted experiment: finished trials stay finished, unfinished ones continue."""
+def restored_tuner(cfg: SweepConfig, data: SweepData, path: str, callbacks: list[Any], budget_file: str | None = None):
+    """Resume an interrupted experiment: finished trials stay finished, unfinished ones continue.
+
+    The time budget (a ``SweepBudget`` stopper) comes back with the experiment and goes on
+    from the seconds earlier runs spent, as recorded in ``budget_file``.
+    """
     from ray import tune
 
-    tuner = tune.Tuner.restore(path, trainable=make_trainable(cfg, data), resume_unfinished=True, resume_errored=False)
+    from tune.budget import ledger_at
+
+    with ledger_at(budget_file):
+        tuner = tune.Tuner.restore(
+            path, trainable=make_trainable(cfg, data), resume_unfinished=True, resume_errored=False
+        )
     # The RunConfig comes back unpickled from the first run, callbacks included; this run's
     # callbacks (its tracker, with its own connection) replace them. No public setter exists.
     tuner._local_tuner.get_run_config().callbacks = callbacks

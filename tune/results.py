@@ -10,7 +10,7 @@ from typing import Any
 from dmi.config import EstimatorConfig
 from tune.data import SweepData
 from tune.objectives import CANDIDATES
-from tune.summary import clean, ranking_quality, status_counts
+from tune.summary import clean, diverged, ranking_quality, status_counts
 from tune.trainable import CHECKPOINT_FILE
 
 
@@ -56,6 +56,8 @@ def trial_rows(grid, objective: str) -> list[dict[str, Any]]:
             "val_loss": None,
             "mi": None,
         }
+        if diverged(result.metrics):  # ended by its trainable, not retried: see tune.trainable
+            row.update(status="DIVERGED", failure=result.metrics.get("failure"))
         if reports and objective in frame:
             scored = frame[frame[objective].notna()]
             if not scored.empty:
@@ -157,6 +159,8 @@ def final_estimate(grid, objective: str, data: SweepData, n_logsnr: int) -> dict
         "best_estimator_config": module.cfg.as_dict(),
         "final_estimate": estimate,
         "final_diagnostics": diagnose(est, selection),
+        # The test rows against the validation rows the weights were selected on (dmi.domain).
+        "final_domain": module.check_domain(data.x_test, data.y_test).as_dict(),
         "true_mi": data.true_mi,
     }
     if data.true_mi is not None:

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tune.budget import SweepBudget
 from tune.config import SweepConfig
 from tune.data import SweepData
 from tune.storage import join, read_json, write_json
@@ -45,7 +46,9 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run_experiment(cfg: SweepConfig, p: Planned, data: SweepData, tracker: Tracker | None, budget: float | None) -> int:
+def run_experiment(
+    cfg: SweepConfig, p: Planned, data: SweepData, tracker: Tracker | None, budget: SweepBudget | None
+) -> int:
     from ray.tune import Tuner
 
     from tune.console import TrialLinePrinter
@@ -78,15 +81,19 @@ def run_experiment(cfg: SweepConfig, p: Planned, data: SweepData, tracker: Track
             finish_tracker(tracker, outcome.summary, outcome.grid, outcome.best_checkpoint, outcome.status)
 
 
-def fit(cfg: SweepConfig, p: Planned, data: SweepData, callbacks: list, budget: float | None, resumed: bool):
+def fit(cfg: SweepConfig, p: Planned, data: SweepData, callbacks: list, budget: SweepBudget | None, resumed: bool):
     from tune.experiment import new_tuner, restored_tuner
 
     if resumed:
-        tuner = restored_tuner(cfg, data, p.path, callbacks)
+        tuner = restored_tuner(cfg, data, p.path, callbacks, None if budget is None else budget.path)
     else:
         tuner = new_tuner(cfg, data, p.name, p.storage, callbacks, budget)
     began = time.monotonic()
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    finally:
+        if budget is not None:
+            budget.save()
     return grid, time.monotonic() - began
 
 
@@ -103,7 +110,7 @@ def conclude(
     data: SweepData,
     grid,
     elapsed: float,
-    budget: float | None,
+    budget: SweepBudget | None,
     resumed: bool,
     outcome: Outcome,
 ) -> None:
@@ -113,7 +120,14 @@ def conclude(
 
     rows = trial_rows(grid, cfg.objective)
     common = dict(
-        experiment={"name": p.name, "sweep": cfg.name, "experiment_path": p.path, "resumed": resumed},
+        experiment={
+            "name": p.name,
+            "sweep": cfg.name,
+            "experiment_path": p.path,
+            "resumed": resumed,
+            # of the sweep's time budget, across all its runs and experiments
+            "budget_spent_s": None if budget is None else round(budget.last_saved, 1),
+        },
         rows=rows,
         data=data,
         config=cfg.as_dict(),
@@ -127,7 +141,7 @@ def conclude(
     best = final_estimate(grid, cfg.objective, data, cfg.final_n_logsnr)
     ranking = label_free_ranking(grid, cfg.objective) if data.true_mi is not None else None
     defaults = defaults_estimate(data, cfg.base_estimator(), cfg.final_n_logsnr) if cfg.compare_defaults else None
-    timed_out = budget is not None and elapsed >= budget
+    timed_out = budget is not None and budget.ran_out
     state = "time_budget" if timed_out else "finished"
     outcome.summary = build_summary(state=state, best=best, ranking=ranking, defaults=defaults, **common)
     write_json(join(p.path, SUMMARY_FILE), outcome.summary)

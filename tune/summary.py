@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from dmi.tempfiles import make_temp
+
 SUMMARY_FILE = "dmi_summary.json"
 CONFIG_FILE = "dmi_config.json"  # the validated config, written when the experiment starts
+
+
+def diverged(result: dict[str, Any] | None) -> bool:
+    """Whether a trial's last report says that its training diverged (``tune.trainable.report_divergence``)."""
+    return bool(result) and bool(result.get("diverged"))
 
 
 def summary_path(experiment_dir: str | Path) -> Path:
@@ -22,7 +28,7 @@ def write_summary(path: str | Path, summary: dict[str, Any]) -> Path:
     """Atomic: a temporary file in the same folder, then a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = make_temp(path)
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(summary, handle, indent=2, sort_keys=False, default=_jsonable)

@@ -106,6 +106,27 @@ def trial_placement() -> dict[str, Any]:
     }
 
 
+def report_row(
+    values: dict[str, Any],
+    metrics: list[str],
+    placement: dict[str, Any],
+    train_seconds: float,
+    diverged: bool = False,
+    failure: str = "",
+) -> dict[str, Any]:
+    """Every report with the same keys in the same order, a missing metric as NaN.
+
+    Tune's CSV logger takes its columns from the first report of a run and appends to the
+    file of an earlier run: a report with other keys (``train_loss`` is logged every 50 steps,
+    so a trial restored just after one of them has none at its next report) would shift
+    every later row against the header of ``progress.csv``.
+    """
+    row = {name: values.get(name, float("nan")) for name in metrics}
+    row.update(placement, train_seconds=train_seconds, reported_at=time.time())
+    row.update(diverged=float(diverged), failure=failure)
+    return row
+
+
 def report_callback(metrics: list[str], placement: dict[str, Any]) -> pl.Callback:
     """Tune's Lightning report-and-checkpoint callback, plus placement and training seconds.
 
@@ -143,7 +164,7 @@ def report_callback(metrics: list[str], placement: dict[str, Any]) -> pl.Callbac
         def _get_report_dict(self, trainer: pl.Trainer, pl_module: pl.LightningModule):
             report = super()._get_report_dict(trainer, pl_module)
             if report:
-                report.update(placement, train_seconds=self.seconds(), reported_at=time.time())
+                report = report_row(report, metrics, placement, self.seconds())
             return report
 
     return PlacedReport()
@@ -184,9 +205,27 @@ def train_estimator(
     arrays = (data["x_train"], data["y_train"], data["x_val"], data["y_val"])
     device = {"accelerator": "gpu" if placement["device"] == "cuda" else "cpu", "devices": 1}
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        fit(cfg, *arrays, callbacks=callbacks, val_every_n_steps=val_every_n_steps, **device)
-        return
-    with checkpoint.as_directory() as folder:
-        resume = Path(folder) / CHECKPOINT_FILE
-        fit(cfg, *arrays, callbacks=callbacks, val_every_n_steps=val_every_n_steps, ckpt_path=resume, **device)
+    try:
+        if checkpoint is None:
+            fit(cfg, *arrays, callbacks=callbacks, val_every_n_steps=val_every_n_steps, **device)
+            return
+        with checkpoint.as_directory() as folder:
+            resume = Path(folder) / CHECKPOINT_FILE
+            fit(cfg, *arrays, callbacks=callbacks, val_every_n_steps=val_every_n_steps, ckpt_path=resume, **device)
+    except FloatingPointError as exc:
+        report_divergence(exc, metrics, placement)
+
+
+def report_divergence(exc: FloatingPointError, metrics: list[str], placement: dict[str, Any]) -> None:
+    """End a diverged trial with a last report that says so, instead of raising.
+
+    A NaN or infinite loss comes back on every retry from the same checkpoint, and Tune's
+    ``max_failures`` retries any exception (kept for what it is for: lost nodes and killed
+    workers). The trial therefore ends here, after one attempt. Its last report carries
+    ``diverged = 1``, the reason in ``failure``, and a NaN for every metric. Optuna records a
+    NaN value as a failed trial, and Tune's best-result search skips it.
+    """
+    from ray import tune
+
+    reason = f"{type(exc).__name__}: {exc}"
+    tune.report(report_row({}, metrics, placement, float("nan"), diverged=True, failure=reason))

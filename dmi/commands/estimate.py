@@ -82,9 +82,10 @@ def run(args: argparse.Namespace) -> int:
     x_train, _, x_test, y_test = split
 
     from dmi.commands.progress import LiveDisplay, quiet
+    from dmi.threads import torch_threads
 
     live = not args.json and sys.stdout.isatty()
-    with quiet(args.verbose):
+    with quiet(args.verbose), torch_threads(args.threads):
         start = time.perf_counter()
         try:
             if live:

@@ -97,6 +97,10 @@ def run_experiment(
     from dmi.training import fitted_choices
 
     diag = diagnose(est, selection) | fitted_choices(module)
+    domain = module.check_domain(x_test, y_test, seed=cfg.seed)
+    diag["domain"] = domain.as_dict()
+    if domain.in_domain is False:  # a loaded checkpoint trained on other data
+        diag["warnings"] = [*diag["warnings"], domain.message()]
     return make_record(exp, est, train_seconds, action, trained, true_mi(exp.spec), diag)
 
 

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from dmi.config import EstimatorConfig
+from dmi.threads import DEFAULT_THREADS
 
 # Fields with a hand-written option below (original names); the rest are generated.
 NAMED_FIELDS = frozenset(
@@ -159,6 +160,14 @@ def add_estimator_options(parser: argparse.ArgumentParser, *, original_defaults:
         metavar="DIR",
         help="log training curves to TensorBoard under DIR (off by default)",
     )
+    tr.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        default=DEFAULT_THREADS,
+        help="CPU threads for torch (default %(default)s: more gain little at these widths and "
+        "slow training badly when another process keeps a core busy)",
+    )
     tr.add_argument("--verbose", action="store_true", help="show Lightning's own messages and warnings")
 
     adv = parser.add_argument_group("advanced (other EstimatorConfig fields)")
@@ -221,6 +230,7 @@ def check_common(args: argparse.Namespace) -> None:
         "max_steps",
         "val_interval",
         "test_batch_size",
+        "threads",
     )
 
 

@@ -14,10 +14,11 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from dmi.tempfiles import make_temp
 
 
 def check_writable(path: Path) -> None:
@@ -77,7 +78,7 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
         if old and not old.endswith(b"\n"):
             old += b"\n"  # keep another tool's truncated line apart from ours
         mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = make_temp(path)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(old + line)

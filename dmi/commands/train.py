@@ -170,6 +170,16 @@ def summary(record: dict) -> str:
     )
 
 
+def remove_stale_writes(results_path: Path, experiments: list) -> None:
+    """Temporary files that a killed run's atomic writes left beside the results and checkpoints."""
+    from dmi.tempfiles import remove_stale
+
+    folders = {results_path.parent, *(exp.checkpoint.parent for exp in experiments)}
+    removed = remove_stale(*sorted(folders))
+    if removed:
+        print(f"dmi: removed {len(removed)} stale temporary file(s) of a killed write", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from dmi.commands.options import check_tensorboard
     from dmi.commands.results import check_writable
@@ -179,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable(results_path)
     check_tensorboard(args)
     experiments = plan(args)
+    remove_stale_writes(results_path, experiments)
 
     from dmi.commands.experiment import run_experiment
     from dmi.commands.progress import make_display, quiet
@@ -186,7 +197,9 @@ def run(args: argparse.Namespace) -> int:
 
     records = read_records(results_path)
     failed = appended = 0
-    with quiet(args.verbose), make_display(len(experiments)) as display:
+    from dmi.threads import torch_threads
+
+    with quiet(args.verbose), torch_threads(args.threads), make_display(len(experiments)) as display:
         for k, exp in enumerate(experiments, start=1):
             if args.run_all and any(exp.matches(r) for r in records):
                 display.line(k, exp.spec.name, f"already in {results_path}; skipped")

@@ -60,6 +60,25 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def environment(pid: int) -> dict[str, str]:
+    """The environment a process was started with (empty if it cannot be read)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
+def outsider_join(address: str) -> subprocess.Popen:
+    """A process without the session's token trying to join the Ray at ``address`` (the GCS)."""
+    env = {k: v for k, v in sweep_env().items() if not k.startswith("RAY_AUTH")}
+    code = f"import ray; ray.init(address={address!r}); print('JOINED', flush=True)"
+    return subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
 def working_dir(pid: int) -> str:
     try:
         return os.readlink(f"/proc/{pid}/cwd")

@@ -35,6 +35,7 @@ from fault_helpers import (
     Process,
     cmdline,
     dmi_tune,
+    environment,
     listening_sockets,
     session_pids,
     wait_for,
@@ -75,6 +76,7 @@ NIGHT: dict[str, Any] = {
     "ray": {"num_cpus": 2, "object_store_mb": 100},
     "final_n_logsnr": 16,
     "tracking": True,
+    "time_budget_s": 3600,  # never reached: the night checks that the spent seconds survive the kill
 }
 
 
@@ -91,6 +93,8 @@ class Night:
     kept_progress: dict[str, str] = field(default_factory=dict)  # finished trial: progress.csv at the kill
     checkpointed_at_kill: list[str] = field(default_factory=list)  # unfinished trials with a checkpoint
     driver_killed_at: float = 0.0  # time.time()
+    budget_spent_at_kill: float = 0.0  # what the budget file said after the driver's SIGKILL
+    environments: dict[int, dict[str, str]] = field(default_factory=dict)  # pid: environment at start
     second: tuple[int, str] = (0, "")
     journaled: int = 0
     sync_down: tuple[int, str] = (0, "")
@@ -196,12 +200,12 @@ def count_records(client, experiment: Path) -> tuple[int, int, list[str]]:
     expected, found, missing = 0, 0, []
     for trial in ExperimentAnalysis(str(experiment)).trials:
         progress = experiment / f"trial_{trial.trial_id}" / "progress.csv"
-        reports = (
-            set(pd.read_csv(progress)["training_iteration"]) if progress.exists() and progress.stat().st_size else set()
-        )
+        frame = pd.read_csv(progress) if progress.exists() and progress.stat().st_size else pd.DataFrame()
+        reports = set(frame["training_iteration"]) if "training_iteration" in frame else set()
         runs = children.get(trial.trial_id, [])
         steps = {m.step for run in runs for m in client.get_metric_history(run.info.run_id, "val_loss")}
-        ended = "FAILED" if trial.status == "ERROR" else "FINISHED"
+        failed = trial.status == "ERROR" or ("diverged" in frame and bool(frame["diverged"].eq(1).any()))
+        ended = "FAILED" if failed else "FINISHED"
         checks = [("child run", bool(runs)), *((f"report {i}", i in steps) for i in sorted(reports))]
         checks.append((f"end {ended}", any(r.info.status == ended for r in runs)))
         expected += len(checks)
@@ -257,11 +261,13 @@ def run_night(night: Night, ledger) -> None:
         night.mark("killed trial reported again")
         pids = session_pids(first.pid)
         night.sockets = {p: (cmdline(p), listening_sockets([p])) for p in pids}
+        night.environments = {p: environment(p) for p in pids}
         wait_for(lambda: finished_and_mid_way(night.experiment), 240, "a finished and a mid-way trial", first)
         first.kill()
         night.mark("run 1 driver killed")
         ledger.inject("driver SIGKILL")
         night.driver_killed_at = time.time()
+        night.budget_spent_at_kill = json.loads((night.experiment / "dmi_budget.json").read_text())["spent_s"]
         night.saved_at_kill = saved_statuses(night.experiment)
         for trial_id, status in night.saved_at_kill.items():
             folder = night.experiment / f"trial_{trial_id}"

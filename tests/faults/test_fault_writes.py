@@ -65,6 +65,8 @@ def whole_lines(path: Path) -> list[dict]:
 
 @pytest.mark.faults
 def test_sigkill_during_writes_leaves_whole_lines_and_whole_checkpoints(tmp_path, fault_ledger):
+    """After each kill, the clean-up a command runs at its start removes the killed write's files."""
+    from dmi.tempfiles import remove_stale
     from dmi.training import load_module
 
     writer = Writer(tmp_path)
@@ -113,8 +115,9 @@ def test_sigkill_during_writes_leaves_whole_lines_and_whole_checkpoints(tmp_path
                     assert module.cfg.model_dim == 8
             leftovers = list(tmp_path.glob(".*.tmp"))
             mid_write += bool(leftovers)  # killed between the temporary file and the rename
-            for leftover in leftovers:
-                leftover.unlink()
+            # What every command does when it starts: the killed writer's files go, no other.
+            assert sorted(remove_stale(tmp_path)) == sorted(leftovers)
+            assert not list(tmp_path.glob(".*.tmp"))
             fault_ledger.survive("SIGKILL while writing", 1)
     finally:
         writer.close()

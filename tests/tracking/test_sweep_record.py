@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -122,10 +123,13 @@ def test_registered_champion_predicts_within_the_standard_error_of_the_final_est
         "mi_orthogonal",
         "mi_stderr",
         "mi_orthogonal_stderr",
+        "in_domain",
+        "domain_score",
     ]
     frame = pd.DataFrame(np.hstack([task_data["x_test"], task_data["y_test"]]), columns=columns)
     predicted = model.predict(frame)
     assert len(predicted) == 1
+    assert bool(predicted["in_domain"][0]) and predicted["domain_score"][0] < 0.5
     final = recorded.summary["final_estimate"]
     for key in ("mi", "mi_orthogonal"):
         assert abs(predicted[key][0] - final[key]) <= final[f"{key}_stderr"], key
@@ -157,3 +161,37 @@ def test_report_reads_the_sweep_back_from_mlflow(recorded, capsys):
     assert "2 finished" in out and "1 stopped_early" in out and "1 failed" in out
     db = recorded.storage.resolve() / "mlflow.db"
     assert f"mlflow ui --backend-store-uri sqlite:///{db} --host 127.0.0.1 --port 5000" in out
+
+
+def champion(recorded, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", recorded.tracker.tracking_uri)
+    return mlflow.pyfunc.load_model(f"models:/{recorded.outcome['model_name']}@champion")
+
+
+def test_champion_on_a_fresh_sample_of_its_task_is_in_domain_and_agrees(recorded, task_data, monkeypatch):
+    from dmi.diagnostics import EstimateWarning
+    from dmi.tasks import sample_task
+
+    x, y = sample_task(task_data["spec"], 1000, seed=12345)  # rows the sweep never saw
+    frame = pd.DataFrame(np.hstack([x, y]), columns=["x0", "x1", "y0", "y1"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EstimateWarning)  # no false alarm
+        predicted = champion(recorded, monkeypatch).predict(frame, params={"strict": True})
+    assert bool(predicted["in_domain"][0]) and predicted["domain_score"][0] < 0.5
+    final = recorded.summary["final_estimate"]
+    se = np.hypot(predicted["mi_stderr"][0], final["mi_stderr"])  # two independent samples
+    assert abs(predicted["mi"][0] - final["mi"]) <= 3 * se
+
+
+def test_champion_on_independent_data_warns_and_strict_refuses(recorded, monkeypatch):
+    """True MI 0, the same columns: the estimator must not give a confident number silently."""
+    from dmi.diagnostics import EstimateWarning
+
+    rng = np.random.default_rng(7)
+    frame = pd.DataFrame(rng.normal(size=(1000, 4)) * [3.0, 1.0, 1.0, 0.2], columns=["x0", "x1", "y0", "y1"])
+    model = champion(recorded, monkeypatch)
+    with pytest.warns(EstimateWarning, match="data unlike the estimator's training data"):
+        predicted = model.predict(frame)
+    assert not bool(predicted["in_domain"][0]) and predicted["domain_score"][0] > 2.0
+    with pytest.raises(ValueError, match=r"refused \(strict\): data unlike"):
+        model.predict(frame, params={"strict": True})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -13,10 +14,12 @@ from pathlib import Path
 import pandas as pd
 from sweep_helpers import tiny_config, write_config
 
+from tune.budget import BUDGET_FILE
 from tune.cli import main
 
 FINISHED_LINE = re.compile(r"^\[\d+/\d+\] (\w+) ", re.MULTILINE)
 TRIALS, REPORTS = 3, 12  # 360 steps, a report every 30, no early stopping (FIFO), one trial at a time
+BUDGET_S = 900.0
 
 
 def _command(config: Path, storage: Path, address: str) -> list[str]:
@@ -38,13 +41,19 @@ def _env() -> dict[str, str]:
 
 
 def _early_in_a_trial(log: Path, experiment: Path) -> bool:
-    """The moment to interrupt: one trial finished, another has checkpointed but is far from done."""
+    """The moment to interrupt: one trial finished, another has a checkpoint the driver knows of but is far from done.
+
+    A checkpoint folder appears on disk before the driver registers it (Tune saves it in a
+    later step of its event loop); an interrupt in between restarts that trial from scratch,
+    as Tune intends. The trainable writes its second checkpoint only after the driver has
+    processed the first, so a second one on disk means the first is in the saved state.
+    """
     if not (log.exists() and FINISHED_LINE.search(log.read_text())):
         return False
     finished = set(FINISHED_LINE.findall(log.read_text()))
     for folder in experiment.glob("trial_*"):
         saved = [int(p.name.removeprefix("checkpoint_")) for p in folder.glob("checkpoint_*")]
-        if folder.name.removeprefix("trial_") not in finished and saved and max(saved) < REPORTS // 2:
+        if folder.name.removeprefix("trial_") not in finished and saved and 1 <= max(saved) < REPORTS // 2:
             return True
     return False
 
@@ -73,6 +82,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(local_ray, 
         search={"num_samples": TRIALS, "points_to_evaluate": []},
         scheduler={"type": "fifo"},
         trials={"max_concurrent_trials": 1},
+        time_budget_s=BUDGET_S,  # far more than the sweep needs; spent seconds are kept across runs
     )
     path, storage = write_config(tmp_path, config), tmp_path / "results"
     experiment, log = storage / "resume", tmp_path / "first.log"
@@ -83,6 +93,8 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(local_ray, 
     finished_first = FINISHED_LINE.findall(first)
     assert code == 130 and "interrupted; run the same command again" in first, first[-3000:]
     assert 1 <= len(finished_first) < TRIALS
+    spent_first = json.loads((experiment / BUDGET_FILE).read_text())["spent_s"]
+    assert 0 < spent_first < BUDGET_S
 
     # Resuming with another search space would mix two experiments: refused, nothing touched.
     changed = write_config(tmp_path, {**config, "search": {**config["search"], "seed": 1}}, "changed.yaml")
@@ -105,6 +117,42 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(local_ray, 
         resumed += bool((reports["iterations_since_restore"] < reports["training_iteration"]).any())
     assert resumed >= 1, logs
 
+    # The budget went on from what the first run spent, not from zero.
+    spent_both = json.loads((experiment / BUDGET_FILE).read_text())["spent_s"]
+    summary = json.loads((experiment / "dmi_summary.json").read_text())
+    assert spent_first < spent_both and abs(spent_both - summary["budget_spent_s"]) <= 0.1, logs
+    assert summary["state"] == "finished", logs
+
     capsys.readouterr()
     assert main(["status", "resume", "--storage", str(storage)]) == 0
     assert f"resume: finished; {TRIALS} trials ({TRIALS} TERMINATED)" in capsys.readouterr().out
+
+
+def test_a_resumed_sweep_goes_on_with_what_is_left_of_its_time_budget(local_ray, tmp_path) -> None:
+    """Tune's own time_budget_s would start again from zero; the sweep's budget file says what is left."""
+    config = tiny_config(
+        name="budget",
+        estimator={"max_steps": 30 * REPORTS},
+        search={"num_samples": TRIALS, "points_to_evaluate": []},
+        scheduler={"type": "fifo"},
+        trials={"max_concurrent_trials": 1},
+        time_budget_s=BUDGET_S,
+    )
+    path, storage = write_config(tmp_path, config), tmp_path / "results"
+    experiment, log = storage / "budget", tmp_path / "first.log"
+    command = _command(path, storage, local_ray.get_runtime_context().gcs_address)
+    assert _interrupt_mid_sweep(command, log, experiment, tmp_path) == 130, log.read_text()[-3000:]
+
+    # As if the first run had spent all but one second of it (a long night cut short).
+    ledger = experiment / BUDGET_FILE
+    assert 0 < json.loads(ledger.read_text())["spent_s"] < BUDGET_S
+    ledger.write_text(json.dumps({"time_budget_s": BUDGET_S, "spent_s": BUDGET_S - 1.0}))
+    began = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
+    logs = done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 3 and "resuming budget" in done.stdout, logs
+    assert "the time budget ended the search" in done.stdout, logs
+    summary = json.loads((experiment / "dmi_summary.json").read_text())
+    assert summary["state"] == "time_budget" and summary["budget_spent_s"] >= BUDGET_S, logs
+    assert summary["trial_counts"].get("TERMINATED", 0) < TRIALS  # the search ended before it was done
+    assert time.monotonic() - began < 120, "the resumed sweep did not stop when its budget ran out"

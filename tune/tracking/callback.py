@@ -20,6 +20,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS, TIME_TOTAL_S, TRAINING_ITERATION
 
+from tune.summary import diverged
 from tune.tracking.runs import SweepRuns, flatten_params, now_ms
 from tune.tracking.sync import Journal, is_permanent, make_applier
 from tune.tracking.uri import one_line, short_http_timeouts
@@ -108,7 +109,13 @@ class TrialRunCallback(Callback):
 
     @never_fails
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        done = int((trial.last_result or {}).get(TRAINING_ITERATION, 0))
+        last = trial.last_result or {}
+        done = int(last.get(TRAINING_ITERATION, 0))
+        if diverged(last):  # ended by its trainable without a retry: a failure all the same
+            reason = str(last.get("failure", "training diverged"))
+            fields = dict(status="failed", error=reason, error_detail=reason, iterations=done)
+            self._submit(self._record("trial_end", trial, **fields))
+            return
         stopped = self.max_iterations is not None and done < self.max_iterations
         status = "stopped_early" if stopped else "finished"
         self._submit(self._record("trial_end", trial, status=status, iterations=done))

@@ -1,10 +1,14 @@
 """The best estimator as an MLflow pyfunc model, registered, with a ``champion`` alias.
 
 ``mlflow.pyfunc.load_model("models:/<name>@champion").predict(df)`` takes a sample as
-columns ``x0..x{dx-1}, y0..y{dy-1}`` and returns one row of MI estimates (nats). The
-checkpoint travels as a model artifact; it holds the weights and the preprocessing
-statistics (buffers), which the module applies itself, so callers pass raw data.
-``mlflow.pytorch.log_model`` would export ``forward`` only: a pyfunc is the estimator.
+columns ``x0..x{dx-1}, y0..y{dy-1}`` and returns one row of MI estimates (nats), with
+``in_domain`` and ``domain_score``: whether the sample is like the data the estimator was
+selected on (``dmi.domain``). A sample far outside gets a warning, and with
+``params={"strict": True}`` a refusal (ValueError) instead of an estimate. The
+checkpoint travels as a model artifact. It holds the weights, the preprocessing
+statistics (buffers), which the module applies itself so that callers pass raw data, and
+the domain reference. ``mlflow.pytorch.log_model`` would export ``forward`` only: a pyfunc
+is the estimator.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 MODEL_ARTIFACT = "estimator"
 OUTPUT_COLUMNS = ("mi", "mi_orthogonal", "mi_stderr", "mi_orthogonal_stderr")
+DOMAIN_COLUMNS = ("in_domain", "domain_score")
 TAG_OBJECTIVE = "dmi.objective"
 TAG_OBJECTIVE_VALUE = "dmi.objective_value"
 TAG_PARENT = "dmi.parent_run_id"
@@ -55,7 +60,14 @@ class DiffusionMIModel(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        """One row: ``mi``, ``mi_orthogonal`` and their standard errors for this sample."""
+        """One row: ``mi``, ``mi_orthogonal``, their standard errors, ``in_domain`` and ``domain_score``.
+
+        ``params``: ``seed``, ``n_logsnr`` (0: the model's own), ``strict`` (refuse data out of
+        domain) and ``threads`` (torch's CPU threads; 0: ``dmi.threads.DEFAULT_THREADS``).
+        """
+        from dmi.diagnostics import EstimateWarning
+        from dmi.threads import DEFAULT_THREADS, torch_threads
+
         columns = feature_columns(self.module.dim_x, self.module.dim_y)
         frame = pd.DataFrame(model_input)
         missing = [c for c in columns if c not in frame.columns]
@@ -65,14 +77,33 @@ class DiffusionMIModel(mlflow.pyfunc.PythonModel):
         y = frame[columns[self.module.dim_x :]].to_numpy(dtype="float64")
         params = params or {}
         n_logsnr = params.get("n_logsnr") or None
-        estimate = self.module.estimate(x, y, n_logsnr=n_logsnr, seed=int(params.get("seed", 0)))
-        return pd.DataFrame([{key: getattr(estimate, key) for key in OUTPUT_COLUMNS}])
+        seed = int(params.get("seed", 0))
+        with torch_threads(int(params.get("threads") or DEFAULT_THREADS)):
+            domain = self.module.check_domain(x, y, seed=seed)
+            if domain.in_domain is not True:
+                if params.get("strict") and domain.in_domain is False:
+                    raise ValueError(f"refused (strict): {domain.message()}")
+                warnings.warn(f"dmi: {domain.message()}", EstimateWarning, stacklevel=2)
+            estimate = self.module.estimate(x, y, n_logsnr=n_logsnr, seed=seed)
+        row: dict[str, Any] = {key: getattr(estimate, key) for key in OUTPUT_COLUMNS}
+        row.update(in_domain=domain.in_domain, domain_score=domain.domain_score)
+        return pd.DataFrame([row])
 
 
 def model_signature(dim_x: int, dim_y: int) -> ModelSignature:
     inputs = Schema([ColSpec("double", name) for name in feature_columns(dim_x, dim_y)])
-    outputs = Schema([ColSpec("double", name) for name in OUTPUT_COLUMNS])
-    params = ParamSchema([ParamSpec("seed", "long", 0), ParamSpec("n_logsnr", "long", 0)])
+    outputs = Schema(
+        [ColSpec("double", name) for name in OUTPUT_COLUMNS]
+        + [ColSpec("boolean", "in_domain"), ColSpec("double", "domain_score")]
+    )
+    params = ParamSchema(
+        [
+            ParamSpec("seed", "long", 0),
+            ParamSpec("n_logsnr", "long", 0),
+            ParamSpec("strict", "boolean", False),
+            ParamSpec("threads", "long", 0),
+        ]
+    )
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 

@@ -1,0 +1,151 @@
+"""Training speed of the CLI and the library at 1, 2, ... torch threads, idle and under load.
+
+Each measurement is a fresh process started in its own session, as a terminal or cron
+starts one. It trains the library's default estimator (default width, patience off, so
+every run makes all ``--steps`` steps) on a 3,000-row CSV, and its steps/s is the trained
+steps over its training seconds. The CLI is ``dmi estimate --threads N --json``, the
+library ``DiffusionMI(threads=N).estimate_with_info``. "Loaded" adds one busy-looping
+process in another session, the "other core busy" of a shared machine. A measured
+process that passes ``--timeout`` is killed, and its row then says "> timeout".
+``--passive`` adds rows with ``OMP_WAIT_POLICY=PASSIVE`` (OpenMP threads sleep instead of
+spinning while they wait for work).
+
+    python benchmarks/threads.py [--threads 1 2] [--steps 200] [--passive] [--out benchmarks/results/threads.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+LIBRARY = """
+import json, sys
+from dmi.api import DiffusionMI
+import numpy as np
+table = np.loadtxt(sys.argv[1], delimiter=",", skiprows=1)
+dx = int(sys.argv[4])
+est = DiffusionMI(threads=int(sys.argv[2]), max_steps=int(sys.argv[3]), patience=10**6)
+info = est.estimate_with_info(table[:, :dx], table[:, dx:]).additional_information
+print(json.dumps({"trained_steps": info["trained_steps"], "train_seconds": info["train_seconds"]}))
+"""
+
+
+def write_sample(path: Path, rows: int, dim: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, dim))
+    y = 0.8 * x + 0.6 * rng.normal(size=(rows, dim))
+    header = ",".join([f"x{i}" for i in range(dim)] + [f"y{i}" for i in range(dim)])
+    np.savetxt(path, np.hstack([x, y]), delimiter=",", header=header, comments="")
+
+
+@contextlib.contextmanager
+def busy_core(on: bool) -> Iterator[None]:
+    """One process spinning in a session of its own while the block runs."""
+    if not on:
+        yield
+        return
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    time.sleep(1.0)  # let the scheduler see it
+    try:
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def clean_env(extra: dict[str, str]) -> dict[str, str]:
+    """No inherited thread settings: the measured process chooses by its own ``--threads``."""
+    drop = {"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"}
+    return {**{k: v for k, v in os.environ.items() if k not in drop}, **extra}
+
+
+def measure(command: list[str], timeout: float, extra_env: dict[str, str]) -> float | None:
+    """Steps/s of one fresh process in its own session; None if it ran past ``timeout``."""
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, start_new_session=True, env=clean_env(extra_env)
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["trained_steps"] / result["train_seconds"]
+
+
+def commands(kind: str, data: Path, threads: int, steps: int, dim: int) -> list[str]:
+    if kind == "cli":
+        columns = ["--x", *[f"x{i}" for i in range(dim)], "--y", *[f"y{i}" for i in range(dim)]]
+        return [
+            sys.executable, "-m", "dmi.cli", "estimate", str(data), *columns, "--threads", str(threads),
+            "--max_steps", str(steps), "--patience", str(10**6), "--json",
+        ]  # fmt: skip
+    return [sys.executable, "-c", LIBRARY, str(data), str(threads), str(steps), str(dim)]
+
+
+def table(rows: list[dict], timeout: float) -> str:
+    def cell(value: float | None) -> str:
+        return f"> {timeout:.0f} s" if value is None else f"{value:.1f}"
+
+    lines = [
+        "| path | threads | idle steps/s | loaded steps/s | loaded / idle |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ratio = "-" if r["loaded"] is None else f"{r['loaded'] / r['idle']:.2f}"
+        lines.append(f"| {r['path']} | {r['threads']} | {cell(r['idle'])} | {cell(r['loaded'])} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument("--dim", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--passive", action="store_true", help="also measure with OMP_WAIT_POLICY=PASSIVE")
+    parser.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
+    args = parser.parse_args(argv)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "sample.csv"
+        write_sample(data, args.rows, args.dim)
+        variants: list[tuple[str, dict[str, str]]] = [("", {})]
+        if args.passive:
+            variants.append((" (OMP_WAIT_POLICY=PASSIVE)", {"OMP_WAIT_POLICY": "PASSIVE"}))
+        for label, extra in variants:
+            for kind in ("cli", "library"):
+                for threads in args.threads:
+                    row = {"path": kind + label, "threads": threads}
+                    for condition in ("idle", "loaded"):
+                        command = commands(kind, data, threads, args.steps, args.dim)
+                        with busy_core(condition == "loaded"):
+                            row[condition] = measure(command, args.timeout, extra)
+                        print(f"{row['path']} threads={threads} {condition}: {row[condition]}", flush=True)
+                    rows.append(row)
+    text = table(rows, args.timeout)
+    header = (
+        f"{os.cpu_count()} CPUs; {args.rows} rows of a {args.dim}x{args.dim} Gaussian, library defaults "
+        f"(patience off), {args.steps} steps per run; each run a fresh process in its own session; "
+        "loaded = one busy-looping process in another session.\n\n"
+    )
+    print(header + text)
+    if args.out:
+        args.out.write_text(f"# Training speed by torch threads, idle and under load\n\n{header}{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
