@@ -10,7 +10,7 @@ process that passes ``--timeout`` is killed, and its row then says "> timeout".
 ``--passive`` adds rows with ``OMP_WAIT_POLICY=PASSIVE`` (OpenMP threads sleep instead of
 spinning while they wait for work).
 
-    python benchmarks/threads.py [--threads 1 2] [--steps 200] [--passive] [--out benchmarks/results/threads.md]
+    python benchmarks/threads.py [--threads 1 2] [--steps 200] [--repeats 3] [--passive] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=3000)
     parser.add_argument("--dim", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--repeats", type=int, default=1, help="runs per cell; the median is reported")
     parser.add_argument("--passive", action="store_true", help="also measure with OMP_WAIT_POLICY=PASSIVE")
     parser.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     args = parser.parse_args(argv)
@@ -131,14 +133,20 @@ def main(argv: list[str] | None = None) -> int:
                     row = {"path": kind + label, "threads": threads}
                     for condition in ("idle", "loaded"):
                         command = commands(kind, data, threads, args.steps, args.dim)
-                        with busy_core(condition == "loaded"):
-                            row[condition] = measure(command, args.timeout, extra)
-                        print(f"{row['path']} threads={threads} {condition}: {row[condition]}", flush=True)
+                        runs: list[float | None] = []
+                        for _ in range(args.repeats):
+                            with busy_core(condition == "loaded"):
+                                runs.append(measure(command, args.timeout, extra))
+                            if runs[-1] is None:
+                                break  # past the timeout once: repeating it says nothing more
+                        row[condition] = None if None in runs else statistics.median(runs)
+                        print(f"{row['path']} threads={threads} {condition}: {runs}", flush=True)
                     rows.append(row)
     text = table(rows, args.timeout)
     header = (
         f"{os.cpu_count()} CPUs; {args.rows} rows of a {args.dim}x{args.dim} Gaussian, library defaults "
-        f"(patience off), {args.steps} steps per run; each run a fresh process in its own session; "
+        f"(patience off), {args.steps} steps per run, median of {args.repeats} run(s) per cell; each run a "
+        "fresh process in its own session; "
         "loaded = one busy-looping process in another session.\n\n"
     )
     print(header + text)

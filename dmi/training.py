@@ -207,14 +207,27 @@ def fit(
     return module, trainer
 
 
-def save_checkpoint(trainer: pl.Trainer, path: str | os.PathLike) -> Path:
-    """Write a Lightning checkpoint atomically: a temporary file, then a rename."""
+def save_checkpoint(
+    trainer: pl.Trainer, path: str | os.PathLike, selected: DiffusionMIModule | None = None
+) -> Path:
+    """Write a Lightning checkpoint atomically: a temporary file, then a rename.
+
+    ``selected``: the module ``fit`` returned, whose weights the checkpoint's ``state_dict``
+    then holds. With EMA on, Lightning's ``EMAWeightAveraging`` writes its latest average
+    there instead, which is not the weights held-out selection kept (nor the ones its domain
+    reference describes): a checkpoint loaded for estimation must give the estimate that was
+    recorded. The raw weights and the average for resuming training stay as Lightning saves them.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = make_temp(path)
     os.close(fd)
     try:
         trainer.save_checkpoint(tmp, weights_only=False)  # full state: optimizer, EMA, loops
+        if selected is not None:
+            checkpoint = torch.load(tmp, map_location="cpu", weights_only=True)
+            checkpoint["state_dict"] = {k: v.detach().cpu() for k, v in selected.state_dict().items()}
+            torch.save(checkpoint, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

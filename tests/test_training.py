@@ -34,6 +34,23 @@ def test_save_load_estimate_is_identical(tmp_path, weak_task_sample) -> None:
     assert again.cfg == module.cfg
 
 
+def test_a_saved_ema_run_loads_the_selected_weights(tmp_path, weak_task_sample) -> None:
+    """Under EMA the selected weights are not the latest average, which Lightning would save."""
+    s = weak_task_sample
+    cfg = EstimatorConfig(max_steps=400, model_dim=16, n_blocks=1, use_ema=True, ema_decay=0.9, patience=2)
+    module, trainer = fit(cfg, s["x_train"], s["y_train"], val_every_n_steps=100)
+    assert module.selection.selected_step < module.selection.trained_steps  # an earlier step was kept
+    plain = save_checkpoint(trainer, tmp_path / "plain.ckpt")
+    chosen = save_checkpoint(trainer, tmp_path / "selected.ckpt", selected=module)
+    a = module.estimate(s["x_test"], s["y_test"], seed=5)
+    assert load_module(chosen).estimate(s["x_test"], s["y_test"], seed=5).mi == a.mi
+    assert load_module(chosen).domain_reference == module.domain_reference
+    # Without ``selected`` the file holds the last average: the recorded estimate would not come back.
+    assert load_module(plain).estimate(s["x_test"], s["y_test"], seed=5).mi != a.mi
+    _, resumed = fit(cfg.replace(max_steps=500), s["x_train"], s["y_train"], ckpt_path=chosen)
+    assert resumed.global_step > trainer.global_step  # still resumable
+
+
 @pytest.mark.parametrize("use_ema", [False, True])
 def test_ema_on_and_off_both_train(use_ema: bool, weak_task_sample) -> None:
     s = weak_task_sample

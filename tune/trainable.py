@@ -222,8 +222,9 @@ def report_divergence(exc: FloatingPointError, metrics: list[str], placement: di
     A NaN or infinite loss comes back on every retry from the same checkpoint, and Tune's
     ``max_failures`` retries any exception (kept for what it is for: lost nodes and killed
     workers). The trial therefore ends here, after one attempt. Its last report carries
-    ``diverged = 1``, the reason in ``failure``, and a NaN for every metric. Optuna records a
-    NaN value as a failed trial, and Tune's best-result search skips it.
+    ``diverged = 1``, the reason in ``failure``, and a NaN for every metric. The sweep's
+    searcher records it in Optuna as FAIL (``tune.searcher``), and Tune's best-result search
+    skips its NaN.
     """
     from ray import tune
 

@@ -89,7 +89,7 @@ def run_experiment(
             ckpt_path=resume,
             **trainer_kwargs(args, exp.spec.name),
         )
-        save_checkpoint(trainer, exp.checkpoint)
+        save_checkpoint(trainer, exp.checkpoint, selected=module)
         action, trained, selection = ("resumed" if resume else "trained"), trainer.global_step, module.selection
     train_seconds = time.perf_counter() - start if action != "loaded" else 0.0
     est = module.estimate(x_test, y_test, n_logsnr=cfg.n_logsnr, seed=cfg.seed)

@@ -99,8 +99,12 @@ def test_summary_metrics_carry_fidelity_and_the_library_defaults():
             "candidates": {"val_loss": {"spearman": -0.2, "regret": 0.3}},
         },
         "library_defaults": {"mi": 1.1, "mi_stderr": 0.03, "abs_error": 0.08, "trained_steps": 3000},
+        "final_domain": {"in_domain": True, "domain_score": 0.08},
+        "budget_spent_s": 120.5,
     }
     metrics = summary_metrics(summary)
+    assert metrics["final_in_domain"] == 1.0 and metrics["final_domain_score"] == 0.08
+    assert metrics["budget_spent_s"] == 120.5
     assert metrics["fidelity_spearman"] == 0.6 and metrics["fidelity_regret"] == 0.01
     assert metrics["fidelity.val_loss.spearman"] == -0.2
     assert metrics["defaults_abs_error"] == 0.08 and metrics["defaults_trained_steps"] == 3000

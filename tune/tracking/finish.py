@@ -72,6 +72,11 @@ def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
             found[f"final_{key}"] = float(diag[key]) if isinstance(diag[key], bool) else diag[key]
     if diag:
         found["final_n_warnings"] = len(diag.get("warnings", []))
+    domain = summary.get("final_domain") or {}  # the test rows against the selection's reference
+    if domain:
+        found["final_domain_score"] = domain.get("domain_score")
+        found["final_in_domain"] = None if domain.get("in_domain") is None else float(domain["in_domain"])
+    found["budget_spent_s"] = summary.get("budget_spent_s")
     numbers = {key: finite_number(value) for key, value in found.items()}
     return {key: value for key, value in numbers.items() if value is not None}
 
