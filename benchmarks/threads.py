@@ -8,7 +8,9 @@ library ``DiffusionMI(threads=N).estimate_with_info``. "Loaded" adds one busy-lo
 process in another session, the "other core busy" of a shared machine. A measured
 process that passes ``--timeout`` is killed, and its row then says "> timeout".
 ``--passive`` adds rows with ``OMP_WAIT_POLICY=PASSIVE`` (OpenMP threads sleep instead of
-spinning while they wait for work).
+spinning while they wait for work). ``--baseline DIR`` adds rows for the code in DIR (a checkout
+of an earlier commit, imported first through PYTHONPATH) at its own default threads, measured in
+the same run: the earlier release's speed beside the new one.
 
     python benchmarks/threads.py [--threads 1 2] [--steps 200] [--repeats 3] [--passive] [--out FILE.md]
 """
@@ -74,7 +76,13 @@ def measure(command: list[str], timeout: float, extra_env: dict[str, str]) -> fl
     """Steps/s of one fresh process in its own session; None if it ran past ``timeout``."""
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, start_new_session=True, env=clean_env(extra_env)
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=True,
+            env=clean_env(extra_env),
+            cwd=tempfile.gettempdir(),  # not a checkout: ``-m``/``-c`` put the working folder first on sys.path
         )
     except subprocess.TimeoutExpired:
         return None
@@ -84,14 +92,17 @@ def measure(command: list[str], timeout: float, extra_env: dict[str, str]) -> fl
     return result["trained_steps"] / result["train_seconds"]
 
 
-def commands(kind: str, data: Path, threads: int, steps: int, dim: int) -> list[str]:
+def commands(kind: str, data: Path, threads: int | None, steps: int, dim: int) -> list[str]:
+    """The measured command; ``threads`` None: no thread option at all (an earlier release's default)."""
     if kind == "cli":
         columns = ["--x", *[f"x{i}" for i in range(dim)], "--y", *[f"y{i}" for i in range(dim)]]
+        chosen = [] if threads is None else ["--threads", str(threads)]
         return [
-            sys.executable, "-m", "dmi.cli", "estimate", str(data), *columns, "--threads", str(threads),
+            sys.executable, "-m", "dmi.cli", "estimate", str(data), *columns, *chosen,
             "--max_steps", str(steps), "--patience", str(10**6), "--json",
         ]  # fmt: skip
-    return [sys.executable, "-c", LIBRARY, str(data), str(threads), str(steps), str(dim)]
+    library = LIBRARY if threads is not None else LIBRARY.replace("threads=int(sys.argv[2]), ", "")
+    return [sys.executable, "-c", library, str(data), str(threads), str(steps), str(dim)]
 
 
 def table(rows: list[dict], timeout: float) -> str:
@@ -117,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--repeats", type=int, default=1, help="runs per cell; the median is reported")
     parser.add_argument("--passive", action="store_true", help="also measure with OMP_WAIT_POLICY=PASSIVE")
+    parser.add_argument("--baseline", type=Path, default=None, help="also measure the code in this checkout")
     parser.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     args = parser.parse_args(argv)
 
@@ -124,13 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "sample.csv"
         write_sample(data, args.rows, args.dim)
-        variants: list[tuple[str, dict[str, str]]] = [("", {})]
+        variants: list[tuple[str, dict[str, str], list[int | None]]] = [("", {}, list(args.threads))]
+        if args.baseline:
+            where = str(args.baseline.resolve())
+            variants.append((f" ({args.baseline.name}, its default)", {"PYTHONPATH": where}, [None]))
         if args.passive:
-            variants.append((" (OMP_WAIT_POLICY=PASSIVE)", {"OMP_WAIT_POLICY": "PASSIVE"}))
-        for label, extra in variants:
+            variants.append((" (OMP_WAIT_POLICY=PASSIVE)", {"OMP_WAIT_POLICY": "PASSIVE"}, list(args.threads)))
+        for label, extra, thread_counts in variants:
             for kind in ("cli", "library"):
-                for threads in args.threads:
-                    row = {"path": kind + label, "threads": threads}
+                for threads in thread_counts:
+                    row = {"path": kind + label, "threads": "default" if threads is None else threads}
                     for condition in ("idle", "loaded"):
                         command = commands(kind, data, threads, args.steps, args.dim)
                         runs: list[float | None] = []

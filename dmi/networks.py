@@ -35,7 +35,9 @@ class ExpertLinear(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         if self.weight.shape[0] == 1:
-            return torch.addmm(self.bias[0], h[0], self.weight[0]).unsqueeze(0)
+            # squeeze, not [0]: the same values, but the backward of a view is a reshape, where
+            # that of an index fills a zero tensor per parameter per step.
+            return torch.addmm(self.bias.squeeze(0), h.squeeze(0), self.weight.squeeze(0)).unsqueeze(0)
         return torch.baddbmm(self.bias, h, self.weight)
 
     def accumulate_(self, out: Tensor, h: Tensor) -> Tensor:
@@ -59,7 +61,7 @@ class ExpertLayerNorm(nn.Module):
     def forward(self, h: Tensor) -> Tensor:
         width = h.shape[-1]
         if self.weight.shape[0] == 1:
-            return F.layer_norm(h, (width,), self.weight[0, 0], self.bias[0, 0])
+            return F.layer_norm(h, (width,), self.weight.view(width), self.bias.view(width))
         return torch.addcmul(self.bias, F.layer_norm(h, (width,)), self.weight)
 
 
