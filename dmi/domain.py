@@ -1,7 +1,7 @@
 """Is a new sample like the one a trained estimator was selected on? The domain check of saved estimators.
 
 An estimator applied to data from elsewhere still returns a number, with a standard error
-as small as ever, and that number can be absurd (tens of thousands of nats below zero).
+as small as ever, and that number can be absurd (far below zero).
 A trained module therefore keeps a reference from its held-out validation rows, made on the
 validation grid. It holds two per-row quantities, each as a median and a robust spread:
 the NLL bound nll(x) + nll(x|y), with its 99th percentile too, and the pointwise MI (the
@@ -16,12 +16,13 @@ sample is compared with it:
 - ``tail_share``: the share of new rows whose NLL lies beyond the reference's 99th percentile
   (about 0.01 in domain).
 
-``domain_score = max(nll_shift, dependence_shift, column_shift)``: about 0 for a fresh sample of the training
-distribution (the sampling noise of a median, ~1.3/sqrt(rows)), and in the tens or more for
-unrelated data. A sample is in domain when ``domain_score <= DOMAIN_LIMIT`` and
-``tail_share <= TAIL_LIMIT``. Medians and quartiles rather than means and variances keep
-heavy-tailed data from false alarms. With fewer than ``MIN_ROWS`` rows the check is
-too noisy to judge: it reports its numbers, and ``in_domain`` is None.
+``domain_score = max(nll_shift, dependence_shift, column_shift)``: near 0 for a fresh sample
+of the training distribution (the sampling noise of medians and spreads), and well above
+``DOMAIN_LIMIT`` for data with other marginals or another dependence. A sample is in domain
+when ``domain_score <= DOMAIN_LIMIT`` and ``tail_share <= TAIL_LIMIT``. Medians and quartiles
+rather than means and variances keep heavy-tailed data from false alarms. With fewer than
+``MIN_ROWS`` rows the check is too noisy to judge: it reports its numbers, and ``in_domain``
+is None.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """How many CPU threads torch may use while dmi trains or estimates: one, unless told otherwise.
 
-torch starts with one intra-op thread per core. At this project's widths a second
-thread adds little on an idle machine. When another process (another terminal, a cron
-job) keeps a core busy, a fair-share scheduler gives this session one core, and torch's
-threads then wait on each other: training ran many times slower. One thread holds up.
+torch starts with one intra-op thread per core. On an idle 2-core machine a second thread
+trains 15–22 % faster. When another process (another terminal, a cron job) keeps a core
+busy, a fair-share scheduler gives this session one core, and torch's two threads then
+wait on each other: training ran over 100 times slower. One thread holds up.
 The figures are in ``benchmarks/results/threads.md``. Trials of a sweep use as many
 threads as CPUs Ray gives them (``tune.trainable``).
 """

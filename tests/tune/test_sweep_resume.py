@@ -22,6 +22,18 @@ TRIALS, REPORTS = 3, 12  # 360 steps, a report every 30, no early stopping (FIFO
 BUDGET_S = 900.0
 
 
+def _sweep_config(name: str) -> dict:
+    """TRIALS trials of REPORTS reports, one at a time; a time budget far above what they need."""
+    return tiny_config(
+        name=name,
+        estimator={"max_steps": 30 * REPORTS},
+        search={"num_samples": TRIALS, "points_to_evaluate": []},
+        scheduler={"type": "fifo"},
+        trials={"max_concurrent_trials": 1},
+        time_budget_s=BUDGET_S,  # spent seconds are kept across runs (tune.budget)
+    )
+
+
 def _command(config: Path, storage: Path, address: str) -> list[str]:
     return [
         sys.executable,
@@ -76,14 +88,7 @@ def _interrupt_mid_sweep(command: list[str], log: Path, experiment: Path, cwd: P
 
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(local_ray, tmp_path, capsys) -> None:
     """Both drivers join the session's Ray (``--address``), as drivers on a cluster would."""
-    config = tiny_config(
-        name="resume",
-        estimator={"max_steps": 30 * REPORTS},
-        search={"num_samples": TRIALS, "points_to_evaluate": []},
-        scheduler={"type": "fifo"},
-        trials={"max_concurrent_trials": 1},
-        time_budget_s=BUDGET_S,  # far more than the sweep needs; spent seconds are kept across runs
-    )
+    config = _sweep_config("resume")
     path, storage = write_config(tmp_path, config), tmp_path / "results"
     experiment, log = storage / "resume", tmp_path / "first.log"
     command = _command(path, storage, local_ray.get_runtime_context().gcs_address)
@@ -130,14 +135,7 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(local_ray, 
 
 def test_a_resumed_sweep_goes_on_with_what_is_left_of_its_time_budget(local_ray, tmp_path) -> None:
     """Tune's own time_budget_s would start again from zero; the sweep's budget file says what is left."""
-    config = tiny_config(
-        name="budget",
-        estimator={"max_steps": 30 * REPORTS},
-        search={"num_samples": TRIALS, "points_to_evaluate": []},
-        scheduler={"type": "fifo"},
-        trials={"max_concurrent_trials": 1},
-        time_budget_s=BUDGET_S,
-    )
+    config = _sweep_config("budget")
     path, storage = write_config(tmp_path, config), tmp_path / "results"
     experiment, log = storage / "budget", tmp_path / "first.log"
     command = _command(path, storage, local_ray.get_runtime_context().gcs_address)
