@@ -12,6 +12,7 @@ from dmi.config import TEST_FRACTION, EstimatorConfig
 from dmi.data import DataError, validate_sample
 from dmi.diagnostics import diagnose, emit
 from dmi.diffusion import MIEstimate
+from dmi.spectrum import InformationSpectrum
 from dmi.threads import check_threads, torch_threads
 from dmi.training import fit, fitted_choices
 
@@ -57,18 +58,20 @@ class DiffusionMI:
         test, train = order[:n_test], order[n_test:]
         return x[train], y[train], x[test], y[test]
 
-    def fit_and_estimate(self, x, y) -> tuple[MIEstimate, float]:
+    def fit_and_estimate(self, x, y) -> tuple[MIEstimate, float, InformationSpectrum]:
+        """Train, then the estimate and the information spectrum on the test part."""
         x_train, y_train, x_test, y_test = self.split(x, y)
         with torch_threads(self.threads):
             start = time.perf_counter()
             self.module, _ = fit(self.config, x_train, y_train)
             train_seconds = time.perf_counter() - start
-            return self.module.estimate(x_test, y_test, seed=self.config.seed), train_seconds
+            est = self.module.estimate(x_test, y_test, seed=self.config.seed)
+            return est, train_seconds, self.module.spectrum(x_test, y_test, seed=self.config.seed)
 
     def estimate(self, x, y) -> float:
         """The estimate (nats); its bad signs are raised as ``EstimateWarning``."""
-        est, _ = self.fit_and_estimate(x, y)
-        emit(diagnose(est, self.module.selection))
+        est, _, spectrum = self.fit_and_estimate(x, y)
+        emit(diagnose(est, self.module.selection, spectrum))
         return est.mi if self.form == "direct" else est.mi_orthogonal
 
     def estimate_with_info(self, x, y):
@@ -77,16 +80,17 @@ class DiffusionMI:
         Both forms with standard errors, the selected and trained steps, whether training
         stopped early or ran out of budget still improving, train and held-out NLL and their
         gap, the forms' disagreement in SE, the preprocessing and Gaussian base chosen, and
-        the warnings (also raised as ``EstimateWarning``).
+        the warnings (also raised as ``EstimateWarning``), and ``spectrum``: the information
+        spectrum on the test part (``dmi.spectrum.InformationSpectrum.as_dict``).
         """
         from bmi.interface import EstimateResult
 
         start = time.perf_counter()
-        est, train_seconds = self.fit_and_estimate(x, y)
-        diag = diagnose(est, self.module.selection)
+        est, train_seconds, spectrum = self.fit_and_estimate(x, y)
+        diag = diagnose(est, self.module.selection, spectrum)
         emit(diag)
         info = est.as_dict() | diag | fitted_choices(self.module)
-        info |= {"train_seconds": train_seconds, "form": self.form}
+        info |= {"train_seconds": train_seconds, "form": self.form, "spectrum": spectrum.as_dict()}
         value = est.mi if self.form == "direct" else est.mi_orthogonal
         return EstimateResult(
             mi_estimate=value, time_in_seconds=time.perf_counter() - start, additional_information=info

@@ -13,6 +13,7 @@ from typing import Any
 
 from dmi.diffusion import MIEstimate
 from dmi.selection import SelectionReport
+from dmi.spectrum import InformationSpectrum
 
 # Thresholds of the warnings, in standard errors.
 DISAGREEMENT_SE = 4.0
@@ -23,8 +24,11 @@ class EstimateWarning(UserWarning):
     """A sign that an MI estimate is unreliable (see ``diagnose``)."""
 
 
-def diagnose(est: MIEstimate, selection: SelectionReport | None) -> dict[str, Any]:
-    """Selection facts, train/held-out NLL and their gap, and the forms' disagreement in SE."""
+def diagnose(
+    est: MIEstimate, selection: SelectionReport | None, spectrum: InformationSpectrum | None = None
+) -> dict[str, Any]:
+    """Selection facts, train/held-out NLL and their gap, the forms' disagreement in SE, and,
+    with a ``spectrum``, whether the log-SNR window covers the information."""
     combined = math.hypot(est.mi_stderr, est.mi_orthogonal_stderr)
     disagreement = abs(est.mi - est.mi_orthogonal) / combined if combined > 0 else float("nan")
     out: dict[str, Any] = {
@@ -32,6 +36,10 @@ def diagnose(est: MIEstimate, selection: SelectionReport | None) -> dict[str, An
         "mi_over_stderr": est.mi / est.mi_stderr if est.mi_stderr > 0 else float("nan"),
         "held_out_selection": selection is not None,
     }
+    if spectrum is not None:
+        out["window_tail_nats"] = spectrum.tail_nats
+        out["window_covers_information"] = spectrum.covers_window()
+        out["window"] = list(spectrum.window)
     if selection is not None:
         out.update(selection.as_dict())
         # Not a warning: a rise after the selected step is what early stopping answers, and
@@ -54,6 +62,12 @@ def warning_messages(est: MIEstimate, diag: dict[str, Any]) -> list[str]:
         messages.append(
             f"the direct ({est.mi:.3f}) and orthogonal ({est.mi_orthogonal:.3f}) forms disagree by "
             f"{diag['forms_disagreement_se']:.1f} combined SE: the denoisers are not near their optimum"
+        )
+    if diag.get("window_covers_information") is False:
+        low, high = diag["window"]
+        messages.append(
+            f"the MI integrand is not near zero at the ends of the log-SNR window [{low:g}, {high:g}]: "
+            f"at least about {diag['window_tail_nats']:.3f} nats lie outside it; widen logsnr_scale or logsnr_clip"
         )
     if not diag["held_out_selection"]:
         return messages

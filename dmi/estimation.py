@@ -62,6 +62,28 @@ def denoising_loss(
     return (row_weight * per_row).sum()
 
 
+def pair_errors(
+    denoiser: nn.Module,
+    x_rows: Tensor,
+    y_rows: Tensor,
+    logsnr_rows: Tensor,
+    segments: tuple[int, ...] | None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per row: ‖ε − ε̂(z)‖², ‖ε − ε̂(z, y)‖² and ‖ε̂(z) − ε̂(z, y)‖² (float64), on one noise draw.
+
+    The one place the I-MMSE integrands are computed: ``estimate_mi`` integrates them over
+    log-SNR, ``dmi.spectrum`` averages them at fixed nodes. The unconditional and
+    conditional predictions share the noise (common random numbers), so their gap is clean.
+    """
+    eps = torch.randn(x_rows.shape, device=x_rows.device, dtype=x_rows.dtype, generator=generator)
+    z = add_noise(x_rows, logsnr_rows, eps)
+    eps_u, eps_c = denoiser.pair(z, logsnr_rows, y_rows, segments)
+    mse_u = (eps - eps_u).pow(2).sum(1).double()
+    mse_c = (eps - eps_c).pow(2).sum(1).double()
+    return mse_u, mse_c, (eps_u - eps_c).pow(2).sum(1).double()
+
+
 @torch.inference_mode()
 def estimate_mi(
     denoiser: nn.Module,
@@ -107,13 +129,9 @@ def estimate_mi(
         # Rows ordered node-major, so the rows of one stratum are contiguous.
         a_rows = alpha.reshape(-1)
         x_rows, y_rows = xb.repeat(k, 1), yb.repeat(k, 1)
-        eps = torch.randn(x_rows.shape, device=device, dtype=x.dtype, generator=noise_gen)
-        z = add_noise(x_rows, a_rows, eps)
         segments = tuple(c * m for c in counts)
-        eps_u, eps_c = denoiser.pair(z, a_rows, y_rows, segments)
-        mse_u = (eps - eps_u).pow(2).sum(1).reshape(k, m).double()
-        mse_c = (eps - eps_c).pow(2).sum(1).reshape(k, m).double()
-        gap_orth = (eps_u - eps_c).pow(2).sum(1).reshape(k, m).double()
+        mse_u, mse_c, gap_orth = pair_errors(denoiser, x_rows, y_rows, a_rows, segments, noise_gen)
+        mse_u, mse_c, gap_orth = (t.reshape(k, m) for t in (mse_u, mse_c, gap_orth))
         w = weight.double()
         ref = d * torch.sigmoid(alpha.double())
         direct.append(0.5 * (w * (mse_u - mse_c)).sum(0))

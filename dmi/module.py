@@ -17,6 +17,7 @@ from dmi.diffusion import LogSNRProposal, MIEstimate
 from dmi.domain import DomainCheck, DomainReference, compare
 from dmi.estimation import denoising_loss, estimate_mi
 from dmi.networks import MixtureOfExperts, ResidualMLP
+from dmi.spectrum import N_NODES, InformationSpectrum, gaussian_spectrum, information_spectrum, spectrum_nodes
 
 DOMAIN_KEY = "dmi_domain_reference"
 
@@ -201,6 +202,27 @@ class DiffusionMIModule(pl.LightningModule):
             return compare(None, empty, empty, xt, yt, names)
         est = self.estimate_preprocessed(xt, yt, reference.n_logsnr, seed)
         return compare(reference, est.nll_points, est.mi_points, xt, yt, names)
+
+    @torch.no_grad()
+    def spectrum(self, x, y, n_nodes: int = N_NODES, seed: int = 0) -> InformationSpectrum:
+        """The information spectrum of a raw sample (``dmi.spectrum``), in preprocessed coordinates."""
+        xt, yt = self.preprocess(
+            torch.tensor(np.asarray(x, dtype=np.float64)), torch.tensor(np.asarray(y, dtype=np.float64))
+        )
+        was_training = self.training
+        self.eval()
+        try:
+            xt, yt = xt.to(self.device), yt.to(self.device)
+            return information_spectrum(self.denoiser, xt, yt, self.proposal, n_nodes, seed)
+        finally:
+            self.train(was_training)
+
+    def base_spectrum(self, n_nodes: int = N_NODES) -> InformationSpectrum | None:
+        """The Gaussian base's spectrum in closed form at the same nodes (None without a base)."""
+        base = self.denoiser.base
+        if base is None:
+            return None
+        return gaussian_spectrum(base.eigval_x.cpu(), base.eigval_c.cpu(), spectrum_nodes(self.proposal, n_nodes))
 
     @torch.no_grad()
     def estimate_preprocessed(self, x: Tensor, y: Tensor, n_logsnr: int | None = None, seed: int = 0) -> MIEstimate:

@@ -4,10 +4,9 @@ Both are called as ``net(z, logsnr, y, y_present, segments)`` and predict ε, an
 offer ``pair(z, logsnr, y, segments) -> (ε̂ without y, ε̂ with y)``, which the estimator
 uses to compute the noise-level path once for the two predictions.
 
-Every layer holds the weights of ``n_experts`` experts stacked along a leading axis and
-runs on activations laid out ``(expert, rows, features)``: a unified network is one
-expert, and a mixture runs both of its experts in one batched matmul per layer instead of
-twice the small ops (CPU steps are bound by op count, not FLOPs, at these widths).
+Layers hold their weights with a leading expert axis and run on activations laid out
+``(expert, rows, features)``; the networks here use one expert each (the mixture is two
+such networks, see ``MixtureOfExperts``), and the layout keeps their checkpoints loadable.
 """
 
 from __future__ import annotations
@@ -185,13 +184,19 @@ class ResidualMLP(nn.Module):
 
 
 class MixtureOfExperts(nn.Module):
-    """A low-SNR and a high-SNR expert split at ``threshold`` (log-SNR), stacked in one net.
+    """A low-SNR expert on every row, refined above ``threshold`` (log-SNR) by a high-SNR expert.
 
-    With ``segments`` (rows below, rows above the threshold, in that order) each expert
-    runs on its own contiguous rows: a free reshape when the shares are equal (as the
-    estimator and the training loss lay them out), rows padded by repetition otherwise.
-    Without it (arbitrary input), both experts run on every row and each row keeps its
-    expert's output: correct, at twice the work.
+    ε̂(z, α, y) = low(z, α, y) + [α ≥ threshold]·high(z, α, y), the high expert's output
+    starting at zero, so the mixture starts as the unified network and the split only adds
+    capacity where the high expert acts. The original's routing gave each expert its side
+    alone; on spiral the high expert then never learned E[x | y] (the denoising error above
+    the threshold barely depends on it) and the mixture lost the gap above the threshold.
+    Here the low expert learns from every noise level, as the unified network does, and
+    the high expert learns only what the low one misses at high SNR.
+
+    With ``segments`` (rows below, rows above the threshold, in that order, as the loss and
+    the estimator lay them out) the high expert runs on the contiguous upper rows; without
+    it, on the rows at or above the threshold.
     """
 
     def __init__(self, dim_x: int, dim_y: int, model_dim: int, n_blocks: int, threshold: float) -> None:
@@ -200,30 +205,21 @@ class MixtureOfExperts(nn.Module):
             raise ValueError(f"snr_threshold must be finite, got {threshold}")
         self.threshold = float(threshold)
         self.thresholds = (self.threshold,)
-        self.experts = ResidualMLP(dim_x, dim_y, model_dim, n_blocks, n_experts=2)
+        self.low = ResidualMLP(dim_x, dim_y, model_dim, n_blocks)
+        self.high = ResidualMLP(dim_x, dim_y, model_dim, n_blocks)
 
-    def _routed(self, fn, tensors: list[Tensor], logsnr: Tensor, segments: tuple[int, ...] | None):
-        n_experts = self.experts.n_experts
+    def _high_rows(self, logsnr: Tensor, segments: tuple[int, ...] | None) -> slice | Tensor:
         if segments is None:
-            # Every expert on every row, then each row takes its own expert's output.
-            outs = fn(*(t.unsqueeze(0).expand(n_experts, *t.shape) for t in tensors))
-            which = torch.bucketize(logsnr.reshape(-1), logsnr.new_tensor(self.thresholds), right=True)
-            rows = torch.arange(which.shape[0], device=which.device)
-            return tuple(o[which, rows] for o in outs)
-        if len(segments) != n_experts:
-            raise ValueError(f"segments must give rows for {n_experts} experts, got {segments}")
-        m = max(segments)
-        if all(c == m for c in segments):
-            outs = fn(*(t.reshape(n_experts, m, *t.shape[1:]) for t in tensors))
-            return tuple(o.reshape(n_experts * m, -1) for o in outs)
-        # Unequal shares (odd batch): pad each expert's rows to m by repeating its last row.
-        starts = torch.tensor([0, *segments[:-1]]).cumsum(0).tolist()
-        index = torch.cat(
-            [torch.arange(m).clamp_max(max(c - 1, 0)) + s for c, s in zip(segments, starts, strict=True)]
-        ).to(logsnr.device)
-        index = index.clamp_max(logsnr.shape[0] - 1)
-        outs = fn(*(t[index].reshape(n_experts, m, *t.shape[1:]) for t in tensors))
-        return tuple(torch.cat([o[e, :c] for e, c in enumerate(segments)]) for o in outs)
+            return (logsnr.reshape(-1) >= self.threshold).nonzero().reshape(-1)
+        if len(segments) != 2 or sum(segments) != logsnr.reshape(-1).shape[0]:
+            raise ValueError(f"segments must give the rows below and above the threshold, got {segments}")
+        return slice(segments[0], None)
+
+    @staticmethod
+    def _refine(out: Tensor, rows: slice | Tensor, correction: Tensor) -> Tensor:
+        if isinstance(rows, slice):
+            return torch.cat([out[: rows.start], out[rows] + correction])
+        return out.index_add(0, rows, correction)
 
     def forward(
         self,
@@ -233,12 +229,15 @@ class MixtureOfExperts(nn.Module):
         y_present: Tensor,
         segments: tuple[int, ...] | None = None,
     ) -> Tensor:
-        (out,) = self._routed(
-            lambda *t: (self.experts(*t),), [z, logsnr, y, y_present.to(z.dtype)], logsnr, segments
-        )
-        return out
+        out = self.low(z, logsnr, y, y_present)
+        rows = self._high_rows(logsnr, segments)
+        a = logsnr.reshape(-1)
+        return self._refine(out, rows, self.high(z[rows], a[rows], y[rows], y_present.reshape(-1)[rows]))
 
     def pair(
         self, z: Tensor, logsnr: Tensor, y: Tensor, segments: tuple[int, ...] | None = None
     ) -> tuple[Tensor, Tensor]:
-        return self._routed(self.experts.pair, [z, logsnr, y], logsnr, segments)
+        out_u, out_c = self.low.pair(z, logsnr, y)
+        rows = self._high_rows(logsnr, segments)
+        high_u, high_c = self.high.pair(z[rows], logsnr.reshape(-1)[rows], y[rows])
+        return self._refine(out_u, rows, high_u), self._refine(out_c, rows, high_c)

@@ -72,3 +72,10 @@ def remove_stale(*folders: str | os.PathLike) -> list[Path]:
                 except FileNotFoundError:
                     pass  # another process cleaned it first
     return removed
+
+
+def new_file_mode() -> int:
+    """The mode a plain ``open`` would give a new file (0o666 less the umask); temporaries are 0o600."""
+    current = os.umask(0)
+    os.umask(current)
+    return 0o666 & ~current

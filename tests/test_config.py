@@ -35,4 +35,4 @@ def test_model_dim_is_honoured() -> None:
     denoiser = build_denoiser(EstimatorConfig(model_dim=37), 50, 50)
     assert denoiser.inner.width == 37 and denoiser.inner.in_proj.weight.shape == (1, 101, 37)
     moe = build_denoiser(EstimatorConfig(architecture="moe", model_dim=37), 50, 50)
-    assert moe.inner.experts.in_proj.weight.shape == (2, 101, 37)
+    assert moe.inner.low.in_proj.weight.shape == moe.inner.high.in_proj.weight.shape == (1, 101, 37)

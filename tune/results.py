@@ -149,6 +149,7 @@ def final_estimate(grid, objective: str, data: SweepData, n_logsnr: int) -> dict
     with checkpoint.as_directory() as folder:
         module = load_module(Path(folder) / CHECKPOINT_FILE)
     est = module.estimate(data.x_test, data.y_test, n_logsnr=n_logsnr, seed=0)
+    spectrum = module.spectrum(data.x_test, data.y_test, seed=0)
     selection = checkpoint_selection(best, checkpoint)
     estimate = est.as_dict()
     out: dict[str, Any] = {
@@ -158,7 +159,9 @@ def final_estimate(grid, objective: str, data: SweepData, n_logsnr: int) -> dict
         "best_config": dict(best.config),
         "best_estimator_config": module.cfg.as_dict(),
         "final_estimate": estimate,
-        "final_diagnostics": diagnose(est, selection),
+        "final_diagnostics": diagnose(est, selection, spectrum),
+        # Where along the noise levels the final estimate's MI lives (dmi.spectrum).
+        "final_spectrum": spectrum.as_dict(),
         # The test rows against the validation rows the weights were selected on (dmi.domain).
         "final_domain": module.check_domain(data.x_test, data.y_test).as_dict(),
         "true_mi": data.true_mi,

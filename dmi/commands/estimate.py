@@ -13,6 +13,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 from dmi.commands.options import add_estimator_options, check_common
 from dmi.config import TEST_FRACTION
@@ -59,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     data.add_argument("--bits", action="store_true", help="report bits instead of nats")
+    data.add_argument(
+        "--spectrum",
+        metavar="FILE.png",
+        default=None,
+        help="also save a plot of the information spectrum (the MI integrand over log-SNR, on the test part)",
+    )
     add_estimator_options(parser, original_defaults=False)
 
 
@@ -70,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from dmi.data import validate_sample
 
     check_common(args)
+    if args.spectrum and Path(args.spectrum).suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise UsageError(f"--spectrum must name a .png, .pdf or .svg file, got {args.spectrum!r}")
     if not 0.0 < args.test_fraction < 1.0:
         raise UsageError(f"--test_fraction must be in (0, 1), got {args.test_fraction}")
     check_tensorboard(args)
@@ -100,12 +109,19 @@ def run(args: argparse.Namespace) -> int:
             return 1
         train_seconds = time.perf_counter() - start
         est = module.estimate(x_test, y_test, seed=cfg.seed)
+        spectrum = module.spectrum(x_test, y_test, seed=cfg.seed)
     from dmi.diagnostics import diagnose
     from dmi.training import fitted_choices
 
-    diag = diagnose(est, module.selection) | fitted_choices(module)
+    diag = diagnose(est, module.selection, spectrum) | fitted_choices(module)
+    if args.spectrum:
+        from dmi.spectrum_plot import plot_spectrum
+
+        base = module.base_spectrum()
+        plot_spectrum(spectrum, args.spectrum, [] if base is None else [("Gaussian base", base)], title=str(args.data))
     sizes = (len(x_train), len(x_test))
-    print(format_result(args, sample, est, *sizes, trainer.global_step, train_seconds, cfg, diag))
+    text = format_result(args, sample, est, *sizes, trainer.global_step, train_seconds, cfg, diag, spectrum)
+    print(text)
     for message in diag["warnings"]:
         print(f"dmi: warning: {message}", file=sys.stderr)
     return 0
@@ -121,7 +137,16 @@ def _fit(cfg, args, split, callbacks):
 
 
 def format_result(
-    args, sample, est, n_train: int, n_test: int, steps: int, seconds: float, cfg, diag: dict | None = None
+    args,
+    sample,
+    est,
+    n_train: int,
+    n_test: int,
+    steps: int,
+    seconds: float,
+    cfg,
+    diag: dict | None = None,
+    spectrum=None,
 ) -> str:
     """Text for people, or one JSON object with ``--json``; bits with ``--bits``."""
     unit, factor = ("bits", 1 / math.log(2)) if args.bits else ("nats", 1.0)
@@ -145,6 +170,7 @@ def format_result(
                 "train_seconds": seconds,
                 "estimator_config": cfg.as_dict(),
                 "diagnostics": diag or {},
+                "spectrum": None if spectrum is None else spectrum.as_dict(),
             }
         )
     how = ""
@@ -158,6 +184,12 @@ def format_result(
             f"\n  selected step {diag['selected_step']} of {diag['trained_steps']} ({ending}); "
             f"held-out NLL {diag['val_nll']:.3f}, train {diag['train_nll']:.3f} (gap {diag['nll_gap']:+.3f}) nats; "
             f"forms differ by {diag['forms_disagreement_se']:.1f} SE"
+        )
+    if spectrum is not None:
+        how += (
+            f"\n  information spectrum: peaks at log-SNR {spectrum.peak_logsnr:.1f}; "
+            f"about {spectrum.tail_nats * factor:.3f} {unit} outside the window "
+            f"[{spectrum.window[0]:g}, {spectrum.window[1]:g}]"
         )
     return (
         f"I(X;Y) of {args.data} (x: {', '.join(sample.x_names)}; y: {', '.join(sample.y_names)}), "

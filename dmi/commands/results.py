@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dmi.tempfiles import make_temp
+from dmi.tempfiles import make_temp, new_file_mode
 
 
 def check_writable(path: Path) -> None:
@@ -77,7 +77,7 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
         old = path.read_bytes() if path.exists() else b""
         if old and not old.endswith(b"\n"):
             old += b"\n"  # keep another tool's truncated line apart from ours
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+        mode = path.stat().st_mode & 0o777 if path.exists() else new_file_mode()
         fd, tmp = make_temp(path)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -90,8 +90,3 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current

@@ -91,3 +91,28 @@ def test_json_says_how_the_estimate_was_obtained_and_warnings_reach_stderr(workd
     # Every warning of the record is printed, one line each.
     assert err.count("dmi: warning:") == len(diag["warnings"]) >= 1
     assert "still improving at the step cap" in err
+
+
+def test_spectrum_plot_is_written_and_reported(workdir: Path, dmi, gaussian_xy) -> None:
+    x, y, _ = gaussian_xy
+    np.savez("s.npz", x=x, y=y)
+    code, out, err = dmi("estimate", "s.npz", *FAST, "--json", "--spectrum", "plots/spectrum.png")
+    assert code == 0, err
+    result = json.loads(out)
+    spectrum = result["spectrum"]
+    assert Path("plots/spectrum.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from dmi.tempfiles import new_file_mode
+
+    assert Path("plots/spectrum.png").stat().st_mode & 0o777 == new_file_mode()  # not the temporary's 0o600
+    assert spectrum["n_points"] == result["n_test"] and len(spectrum["gap"]) == len(spectrum["logsnr"])
+    assert math.isclose(spectrum["integral"], result["mi"], abs_tol=0.1)
+    assert result["diagnostics"]["window_covers_information"] is True
+    assert files_under(workdir) - {"plots"} == {"s.npz", "plots/spectrum.png"}  # no temporary file left
+
+
+def test_spectrum_needs_an_image_suffix(workdir: Path, dmi, gaussian_xy) -> None:
+    x, y, _ = gaussian_xy
+    np.savez("s.npz", x=x, y=y)
+    code, out, err = dmi("estimate", "s.npz", *FAST, "--spectrum", "spectrum.txt")
+    assert code == 2 and "--spectrum" in err and len(err.strip().splitlines()) == 1
+    assert files_under(workdir) == {"s.npz"}

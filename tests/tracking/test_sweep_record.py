@@ -14,7 +14,13 @@ import tiny_sweep
 from mlflow import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-PLOTS = {"optimization_history.png", "parallel_coordinates.png", "param_importances.png", "best_trial_mi.png"}
+PLOTS = {
+    "optimization_history.png",
+    "parallel_coordinates.png",
+    "param_importances.png",
+    "best_trial_mi.png",
+    "best_spectrum.png",
+}
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +102,16 @@ def test_parent_run_artifacts(recorded, store, tmp_path):
     run_id = parents[0].info.run_id
     top = {a.path for a in client.list_artifacts(run_id)}
     expected = {"sweep_config.yaml", "best_config.yaml", "best_estimator_config.yaml", "results.csv", "plots"}
-    assert expected <= top
+    assert expected | {"best_spectrum.json"} <= top
+    import json
+
+    spectrum = json.load(open(client.download_artifacts(run_id, "best_spectrum.json", str(tmp_path))))
+    assert spectrum["integral"] == pytest.approx(recorded.summary["final_estimate"]["mi"], abs=0.1)
+    best_run = children[recorded.summary["best_trial_id"]].info.run_id  # and under the best trial's own run
+    assert {a.path for a in client.list_artifacts(best_run, "spectrum")} == {
+        "spectrum/best_spectrum.json",
+        "spectrum/best_spectrum.png",
+    }
     assert {a.path.split("/")[-1] for a in client.list_artifacts(run_id, "plots")} == PLOTS
     table = pd.read_csv(client.download_artifacts(run_id, "results.csv", str(tmp_path)))
     assert len(table) == len(tiny_sweep.POINTS) and set(table["trial_id"]) == set(children)

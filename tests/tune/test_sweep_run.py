@@ -88,6 +88,10 @@ def test_best_result_agrees_with_reported_metrics(finished_sweep) -> None:
     diag = summary["final_diagnostics"]
     assert diag["held_out_selection"] and diag["selected_step"] == best_row["trained_steps"]
     assert isinstance(diag["warnings"], list)
+    # The final estimate's information spectrum: its integral is the direct MI on a fixed grid.
+    spectrum = summary["final_spectrum"]
+    assert len(spectrum["logsnr"]) == len(spectrum["gap"]) == 48 and spectrum["n_points"] == est["n_points"]
+    assert spectrum["integral"] == pytest.approx(est["mi"], abs=0.1) and diag["window_covers_information"]
 
 
 def test_finished_sweep_is_not_run_again(finished_sweep, capsys) -> None:

@@ -230,3 +230,22 @@ def fidelity_plot(summary: Mapping[str, Any], path: Path) -> Path | None:
     axes.set_title(f"label-free objective against true error (Spearman {rho_text})")
     axes.legend()
     return save_figure(figure, path)
+
+
+def spectrum_artifacts(summary: Mapping[str, Any], folder: Path, plot_path: Path, true_mi: float | None) -> Path | None:
+    """The final estimate's information spectrum: ``best_spectrum.json`` and a plot beside the others."""
+    import json
+
+    values = summary.get("final_spectrum")
+    if not values:
+        return None
+    (folder / "best_spectrum.json").write_text(json.dumps(plain(values)), encoding="utf-8")
+    try:
+        from dmi.spectrum import InformationSpectrum
+        from dmi.spectrum_plot import plot_spectrum
+
+        spectrum = InformationSpectrum.from_dict(values)
+        return plot_spectrum(spectrum, plot_path, title="best trial's estimate, test rows", true_mi=true_mi)
+    except Exception as exc:  # a plot never fails the record
+        log.warning("plot best_spectrum skipped: %s", exc)
+        return None

@@ -22,12 +22,13 @@ from tune.tracking.artifacts import (
     fidelity_plot,
     mi_curve_plot,
     optuna_plots,
+    spectrum_artifacts,
     study_from_results,
     write_results_table,
     write_yaml,
 )
 from tune.tracking.registry import log_and_register
-from tune.tracking.runs import TAG_TRIAL_STATUS, child_runs, flatten_params, log_params_tolerant
+from tune.tracking.runs import TAG_TRIAL_ID, TAG_TRIAL_STATUS, child_runs, flatten_params, log_params_tolerant
 from tune.tracking.uri import artifacts_via
 
 log = logging.getLogger(__name__)
@@ -166,11 +167,13 @@ def record_finish(client: MlflowClient, record: Mapping[str, Any], result_grid: 
         plots.mkdir()
         optuna_plots(study_from_results(result_grid, metric, mode), plots, target_name=metric)
         fidelity_plot(summary, plots / "objective_vs_abs_error.png")
+        spectrum_artifacts(summary, folder, plots / "best_spectrum.png", metrics.get("gt_mi"))
         if best is not None:
             curve = plots / "best_trial_mi.png"
             mi_curve_plot(best.metrics_dataframe, curve, metrics.get("gt_mi"), f"best trial {best_trial_id}")
         with artifacts_via(client.tracking_uri):
             client.log_artifacts(run_id, str(folder))
+            log_spectrum_to_best_trial(client, record["experiment_id"], run_id, best_trial_id, folder)
 
     outcome: dict[str, Any] = {"parent_run_id": run_id, "best_trial_id": best_trial_id}
     outcome["trial_counts"] = counts
@@ -213,3 +216,18 @@ def replay_finish(record: Mapping[str, Any]) -> dict[str, Any]:
         default_mode=summary.get("mode", "min"),
     )
     return record_finish(MlflowClient(record["tracking_uri"]), record, ResultGrid(analysis))
+
+
+def log_spectrum_to_best_trial(
+    client: MlflowClient, experiment_id: str, parent_run_id: str, best_trial_id: Any, folder: Path
+) -> None:
+    """The final estimate's spectrum also under the best trial's own run (``spectrum/``)."""
+    files = [folder / "best_spectrum.json", folder / "plots" / "best_spectrum.png"]
+    if best_trial_id is None or not files[0].exists():
+        return
+    for child in child_runs(client, experiment_id, parent_run_id):
+        if child.data.tags.get(TAG_TRIAL_ID) == str(best_trial_id):
+            for path in files:
+                if path.exists():
+                    client.log_artifact(child.info.run_id, str(path), artifact_path="spectrum")
+            return
