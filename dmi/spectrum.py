@@ -108,9 +108,10 @@ def information_spectrum(
     nodes = spectrum_nodes(proposal, n_nodes).to(x.device)
     thresholds = sorted(getattr(denoiser, "thresholds", ()))
     # Nodes are sorted, so the rows of each expert's side of a threshold are contiguous.
-    per_side = [int(n) for n in torch.bucketize(nodes, nodes.new_tensor(thresholds), right=True).bincount(
-        minlength=len(thresholds) + 1
-    )] if thresholds else None
+    per_side = None
+    if thresholds:
+        side = torch.bucketize(nodes, nodes.new_tensor(thresholds), right=True)
+        per_side = side.bincount(minlength=len(thresholds) + 1).tolist()
     generator = torch.Generator(device=x.device).manual_seed(seed)
     k, n = len(nodes), x.shape[0]
     chunk = max(1, rows_per_pass // k)
@@ -139,9 +140,7 @@ def information_spectrum(
     )
 
 
-def gaussian_spectrum(
-    eigval_x: Tensor, eigval_x_given_y: Tensor, logsnr: Tensor | list[float]
-) -> InformationSpectrum:
+def gaussian_spectrum(eigval_x: Tensor, eigval_x_given_y: Tensor, logsnr: Tensor | list[float]) -> InformationSpectrum:
     """The closed form for jointly Gaussian (X, Y): ε-MMSE = Σᵢ sλᵢ/(1 + sλᵢ), s = e^α.
 
     ``eigval_x`` and ``eigval_x_given_y`` are the eigenvalues of Cov x and of Cov x | y. For the
