@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
@@ -89,6 +91,12 @@ class DiffusionMIModule(pl.LightningModule):
         if self.cfg.preprocess != "auto":
             return self.cfg.preprocess
         return "rank_gauss" if bool(self.rank_gauss_on) else "rescale"
+
+    def preprocess_raw(self, x, y) -> tuple[Tensor, Tensor]:
+        """``preprocess`` of raw arrays (numpy, lists, tensors) of a sample."""
+        return self.preprocess(
+            torch.tensor(np.asarray(x, dtype=np.float64)), torch.tensor(np.asarray(y, dtype=np.float64))
+        )
 
     def preprocess(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         x = x.to(self.x_shift.device, torch.float64)
@@ -184,18 +192,14 @@ class DiffusionMIModule(pl.LightningModule):
     @torch.no_grad()
     def estimate(self, x, y, n_logsnr: int | None = None, seed: int = 0) -> MIEstimate:
         """MI of a raw (unpreprocessed) sample with the current weights."""
-        xt, yt = self.preprocess(
-            torch.tensor(np.asarray(x, dtype=np.float64)), torch.tensor(np.asarray(y, dtype=np.float64))
-        )
+        xt, yt = self.preprocess_raw(x, y)
         return self.estimate_preprocessed(xt, yt, n_logsnr, seed)
 
     @torch.no_grad()
     def check_domain(self, x, y, seed: int = 0) -> DomainCheck:
         """How far a raw sample lies from the validation rows these weights were selected on."""
         names = [f"x{i}" for i in range(self.dim_x)] + [f"y{i}" for i in range(self.dim_y)]
-        xt, yt = self.preprocess(
-            torch.tensor(np.asarray(x, dtype=np.float64)), torch.tensor(np.asarray(y, dtype=np.float64))
-        )
+        xt, yt = self.preprocess_raw(x, y)
         reference = self.domain_reference
         if reference is None:
             empty = torch.zeros(xt.shape[0])
@@ -206,16 +210,9 @@ class DiffusionMIModule(pl.LightningModule):
     @torch.no_grad()
     def spectrum(self, x, y, n_nodes: int = N_NODES, seed: int = 0) -> InformationSpectrum:
         """The information spectrum of a raw sample (``dmi.spectrum``), in preprocessed coordinates."""
-        xt, yt = self.preprocess(
-            torch.tensor(np.asarray(x, dtype=np.float64)), torch.tensor(np.asarray(y, dtype=np.float64))
-        )
-        was_training = self.training
-        self.eval()
-        try:
-            xt, yt = xt.to(self.device), yt.to(self.device)
+        xt, yt = (t.to(self.device) for t in self.preprocess_raw(x, y))
+        with self._evaluating():
             return information_spectrum(self.denoiser, xt, yt, self.proposal, n_nodes, seed)
-        finally:
-            self.train(was_training)
 
     def base_spectrum(self, n_nodes: int = N_NODES) -> InformationSpectrum | None:
         """The Gaussian base's spectrum in closed form at the same nodes (None without a base)."""
@@ -226,10 +223,16 @@ class DiffusionMIModule(pl.LightningModule):
 
     @torch.no_grad()
     def estimate_preprocessed(self, x: Tensor, y: Tensor, n_logsnr: int | None = None, seed: int = 0) -> MIEstimate:
+        with self._evaluating():
+            x, y = x.to(self.device), y.to(self.device)
+            return estimate_mi(self.denoiser, x, y, self.proposal, n_logsnr or self.cfg.n_logsnr, seed=seed)
+
+    @contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        """Eval mode for the block, then the mode the module was in (validation calls this mid-training)."""
         was_training = self.training
         self.eval()
         try:
-            x, y = x.to(self.device), y.to(self.device)
-            return estimate_mi(self.denoiser, x, y, self.proposal, n_logsnr or self.cfg.n_logsnr, seed=seed)
+            yield
         finally:
             self.train(was_training)

@@ -120,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
         base = module.base_spectrum()
         plot_spectrum(spectrum, args.spectrum, [] if base is None else [("Gaussian base", base)], title=str(args.data))
     sizes = (len(x_train), len(x_test))
-    text = format_result(args, sample, est, *sizes, trainer.global_step, train_seconds, cfg, diag, spectrum)
-    print(text)
+    print(format_result(args, sample, est, *sizes, trainer.global_step, train_seconds, cfg, diag, spectrum))
     for message in diag["warnings"]:
         print(f"dmi: warning: {message}", file=sys.stderr)
     return 0
