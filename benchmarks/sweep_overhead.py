@@ -1,7 +1,7 @@
 """What Ray, Tune and MLflow cost a sweep: its total wall time against the time its trials train.
 
 A small fixed sweep (one benchmark task, a few trials run one after another, MLflow tracking
-on) runs through ``tune.driver.run_sweep`` like ``dmi-tune run``. Every trial reports its own
+on) runs through ``tune.sweep.run_sweep`` like ``dmi-tune run``. Every trial reports its own
 ``train_seconds`` (time inside Lightning's fit, validation included). With one trial at a
 time, whatever the wall clock shows beyond their sum is overhead: starting Ray and the trial
 workers, shipping data, checkpoints, experiment snapshots, MLflow records, the final estimate.
@@ -68,12 +68,12 @@ def sweep_config(max_steps: int, trials: int, cpus: int, tracking_uri: str | Non
 
 # The steps of a sweep outside Tuner.fit, timed where the driver calls them: (module, function) -> phase.
 PHASES = {
-    ("tune.driver", "load_data"): "data",
-    ("tune.driver", "make_trackers"): "mlflow_store",
+    ("tune.sweep", "load_data"): "data",
+    ("tune.sweep", "make_trackers"): "mlflow_store",
     ("ray", "init"): "ray_start",
-    ("tune.runner", "start_tracker"): "mlflow_parent_run",
-    ("tune.runner", "conclude"): "final_estimate_and_summary",
-    ("tune.runner", "finish_tracker"): "mlflow_finish",
+    ("tune.tracking.tracker:SweepTracker", "start"): "mlflow_parent_run",
+    ("tune.sweep", "conclude"): "final_estimate_and_summary",
+    ("tune.sweep", "record_end"): "mlflow_finish",
     ("ray", "shutdown"): "ray_stop",
 }
 
@@ -84,7 +84,10 @@ def phase_clock() -> Iterator[dict[str, float]]:
     seconds: dict[str, float] = defaultdict(float)
     originals = []
     for (module_name, name), phase in PHASES.items():
-        module = importlib.import_module(module_name)
+        module_path, _, class_name = module_name.partition(":")
+        module = importlib.import_module(module_path)
+        if class_name:
+            module = getattr(module, class_name)
         original = getattr(module, name)
 
         @functools.wraps(original)
@@ -124,7 +127,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from tune.config import parse_config
-    from tune.driver import run_sweep
+    from tune.sweep import run_sweep
 
     max_steps = max(REPORTS, args.steps // REPORTS * REPORTS)
     with tempfile.TemporaryDirectory(prefix="dmi-overhead-") as folder:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from dmi.config import TEST_FRACTION, EstimatorConfig
 from dmi.data import DataError, validate_sample
 from dmi.diagnostics import diagnose, emit
 from dmi.diffusion import MIEstimate
+from dmi.errors import ConfigError
 from dmi.spectrum import InformationSpectrum
 from dmi.threads import check_threads, torch_threads
 from dmi.training import fit, fitted_choices
@@ -41,9 +43,9 @@ class DiffusionMI:
         self.config = EstimatorConfig.from_dict({"architecture": architecture, **hyperparameters})
         self.threads = check_threads(threads)
         if not 0.0 < test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-        if form not in ("direct", "orthogonal"):
-            raise ValueError(f"form must be 'direct' or 'orthogonal', got {form!r}")
+            raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        if form not in FORMS:
+            raise ConfigError(f"form must be 'direct' or 'orthogonal', got {form!r}")
         self.test_fraction = test_fraction
         self.form = form
         self.module = None
@@ -97,24 +99,56 @@ class DiffusionMI:
         )
 
     def parameters(self):
-        return _parameters_model()(**self.config.as_dict(), test_fraction=self.test_fraction, form=self.form)
+        """bmi's ``parameters()``: a typed pydantic model (``parameters_model``) of this estimator's values."""
+        return parameters_model()(**self.config.as_dict(), test_fraction=self.test_fraction, form=self.form)
 
 
-def _parameters_model():
-    """A pydantic model (bmi's base) with one field per hyperparameter, built once."""
-    global _PARAMS
-    if _PARAMS is None:
-        import pydantic
-        from bmi.interface import BaseModel
-
-        defaults = EstimatorConfig().as_dict() | {"test_fraction": TEST_FRACTION, "form": "direct"}
-        hints = {f.name: f.type for f in dataclasses.fields(EstimatorConfig)}
-        fields = {
-            name: ((Optional[int] if hints.get(name) == "int | None" else type(value)), value)  # noqa: UP045 (pydantic 1)
-            for name, value in defaults.items()
-        }
-        _PARAMS = pydantic.create_model("DiffusionMIParameters", __base__=BaseModel, **fields)
-    return _PARAMS
+FORMS = ("direct", "orthogonal")
+# The annotations of EstimatorConfig's fields (strings: the module has postponed annotations).
+_FIELD_TYPES = {"str": str, "float": float, "int": int, "bool": bool, "int | None": Optional[int]}  # noqa: UP045 (pydantic 1)
 
 
-_PARAMS = None
+@functools.cache
+def parameters_model() -> type:
+    """The typed pydantic model (bmi's ``BaseModel``) that ``DiffusionMI.parameters()`` returns, built once.
+
+    Generated from ``EstimatorConfig``: one field per hyperparameter with its type, the
+    library default, ``metadata["help"]`` as its description and the field's rule as
+    pydantic constraints (bounds, or a ``Literal`` of the choices); a root validator applies
+    ``EstimatorConfig``'s own checks, the cross-field ones included. Then the estimator's own
+    ``test_fraction`` and ``form``. bmi is imported here, not at module level: it pulls in JAX.
+    """
+    import pydantic
+    from bmi.interface import BaseModel
+
+    names = [f.name for f in dataclasses.fields(EstimatorConfig)]
+
+    class CheckedByEstimatorConfig(BaseModel):
+        @pydantic.root_validator(skip_on_failure=True)
+        def _estimator_config_accepts(cls, values: dict[str, Any]) -> dict[str, Any]:
+            EstimatorConfig.from_dict({name: values[name] for name in names})
+            return values
+
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(EstimatorConfig):
+        rule = f.metadata.get("rule")
+        kind: Any = _FIELD_TYPES[f.type]
+        if rule is not None and rule.choices:
+            kind = Literal[rule.choices]
+        bounds = dict(rule.bounds) if rule is not None else {}
+        fields[f.name] = (kind, pydantic.Field(f.default, description=f.metadata["help"], **bounds))
+    fields["test_fraction"] = (
+        float,
+        pydantic.Field(TEST_FRACTION, gt=0.0, lt=1.0, description="share of the sample held out for the estimate"),
+    )
+    fields["form"] = (
+        Literal[FORMS],
+        pydantic.Field(
+            "direct",
+            description="which estimate estimate() returns: the direct form (difference of the two NLL "
+            "integrals) or the orthogonal one",
+        ),
+    )
+    return pydantic.create_model(
+        "DiffusionMIParameters", __base__=CheckedByEstimatorConfig, __module__=__name__, **fields
+    )

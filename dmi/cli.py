@@ -10,11 +10,10 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from dmi.commands import COMMANDS
+from dmi.commands import estimate, oracle, train
+from dmi.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, DMIError, first_line
 
-
-class UsageError(Exception):
-    """Raised by a subcommand for input it refuses; printed as one line, exit code 2."""
+COMMANDS = {"train": train, "estimate": estimate, "oracle": oracle}
 
 
 def subcommand_parser(prog: str, description: str, commands: dict[str, ModuleType]) -> argparse.ArgumentParser:
@@ -32,34 +31,28 @@ def build_parser() -> argparse.ArgumentParser:
     return subcommand_parser("dmi", "Diffusion (I-MMSE) mutual-information estimation.", COMMANDS)
 
 
-def run_subcommand(
-    prog: str, args: argparse.Namespace, refused: tuple[type[BaseException], ...], interrupted: str = "interrupted"
-) -> int:
+def run_subcommand(prog: str, args: argparse.Namespace, interrupted: str = "interrupted") -> int:
     """Run a parsed subcommand with the project's exit codes; shared with dmi-tune.
 
-    Input in ``refused`` (and ``UsageError``): one line ``PROG: error: ...``, exit 2. Diverged
-    training: one line, exit 1. Ctrl-C: ``PROG: <interrupted>``, exit 130.
+    Refused input (``DMIError``): one line ``PROG: error: ...``, exit 2. Diverged training:
+    one line, exit 1. Ctrl-C: ``PROG: <interrupted>``, exit 130. Anything else is a bug and
+    keeps its traceback.
     """
     try:
         return int(args.run(args) or 0)
-    except (UsageError, *refused) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        return 2
+    except DMIError as exc:
+        print(f"{prog}: error: {first_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except FloatingPointError as exc:
-        print(f"{prog}: training diverged: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
+        print(f"{prog}: training diverged: {first_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{prog}: {interrupted}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from dmi.config import ConfigError
-    from dmi.data import DataError
-
-    args = build_parser().parse_args(argv)
-    return run_subcommand("dmi", args, (ConfigError, DataError, FileNotFoundError, ValueError))
+    return run_subcommand("dmi", build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

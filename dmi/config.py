@@ -1,111 +1,297 @@
-"""Estimator hyperparameters: one small dataclass, validated on construction."""
+"""Estimator hyperparameters: one small dataclass, each field documented, validated on construction.
+
+``EstimatorConfig`` is the one source of every hyperparameter: its default, what it does
+(``metadata["help"]``, which the ``dmi`` options and the pydantic ``parameters()`` model
+repeat) and the rule a value must follow (``metadata["rule"]``, which ``validate`` applies
+and the parameters model carries). The checks it shares with the rest of ``dmi`` (a
+positive integer, a positive number, a threshold inside the log-SNR range) and the formula
+of that range are ``dmi.checks``. Pure Python: importing it loads no torch.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from dmi.checks import (
+    check_snr_threshold,
+    finite_number_problem,
+    logsnr_bounds,
+    positive_int_problem,
+    positive_number_problem,
+)
+from dmi.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dmi.diffusion import LogSNRProposal
 
 ARCHITECTURES = ("unified", "moe")
 PREPROCESSING = ("auto", "rescale", "rank_gauss", "none")
+LR_SCHEDULES = ("cosine", "constant")
 # Share of a sample that DiffusionMI and `dmi estimate` keep for the estimate. Its SE is
 # sqrt(Var[pmi] / n_test) however well the denoiser trained, so a small test split is noisy.
 TEST_FRACTION = 0.3
 
 
-class ConfigError(ValueError):
-    """A hyperparameter value that cannot work; the message names the field."""
+@dataclass(frozen=True)
+class Rule:
+    """The constraint on one field: why a value breaks it (``problem``), and pydantic's form of it.
+
+    ``bounds`` are ``pydantic.Field`` keywords and values (``gt``, ``ge``, ``lt``, ``le``);
+    ``choices`` are the allowed values of a string field; ``optional``: None is allowed too.
+    """
+
+    problem: Callable[[Any], str | None]
+    bounds: tuple[tuple[str, float], ...] = ()
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+
+    def why(self, value: Any) -> str | None:
+        if value is None and self.optional:
+            return None
+        return self.problem(value)
+
+
+def _one_of(choices: tuple[str, ...], why: str | None = None) -> Rule:
+    text = why or f"must be one of {', '.join(choices)}"
+    return Rule(lambda value: None if value in choices else text, choices=choices)
+
+
+def _between(low: float, high: float, why: str, *, low_open: bool, high_open: bool) -> Rule:
+    def problem(value: Any) -> str | None:
+        above = low < value if low_open else low <= value
+        below = value < high if high_open else value <= high
+        return None if above and below else why
+
+    return Rule(problem, (("gt" if low_open else "ge", low), ("lt" if high_open else "le", high)))
+
+
+def _non_negative(value: Any) -> str | None:
+    return finite_number_problem(value) or (None if value >= 0 else "must be >= 0")
+
+
+def _fraction_below_half(value: Any) -> str | None:
+    ok = isinstance(value, (int, float)) and 0.0 <= value < 0.5
+    return None if ok else "must be in [0, 0.5) (0 turns held-out selection off)"
+
+
+def _optional_interval(value: Any) -> str | None:
+    return positive_int_problem(value) and "must be a positive integer, or None for the automatic interval"
+
+
+POSITIVE_INT = Rule(positive_int_problem, (("ge", 1),))
+POSITIVE = Rule(positive_number_problem, (("gt", 0),))
+FINITE = Rule(finite_number_problem)
+NON_NEGATIVE = Rule(_non_negative, (("ge", 0),))
 
 
 @dataclass
 class EstimatorConfig:
     """Everything that defines a diffusion MI estimator and its training.
 
-    The log-SNR range is [loc − clip·scale, loc + clip·scale] = [−12, 24] by default: wide
-    enough that a perfect denoiser loses < 0.001 nats at 14.5 nats (the original's
-    loc 2 / scale 3 / clip 4 loses 0.98). The same range is used to train and to estimate.
-
-    Batch 1024, learning rate 2e-3, 30k steps: spiral needs many noisy samples, and on a
-    CPU a 1024-row step costs about twice a 256-row one. Spiral dim 10 (truth 9.90), 20k
-    steps: 7.79 nats at lr 1e-3, 8.64 at 2e-3, 7.46 at 4e-3; batch 256, lr 1e-3 and 50k
-    steps read 5.22. Spiral dim 3 at lr 2e-3 still gained 0.1 nats per 2k steps at 20k.
+    The defaults favour an unbiased estimate over speed: a log-SNR range wide enough that
+    even a perfect denoiser loses almost nothing outside it (the same range trains and
+    estimates), and large batches with a long budget, because near-deterministic
+    dependence (spiral) needs many noisy samples. The measurements behind them are in
+    ``benchmarks/results/defaults-rationale.md``.
     """
 
-    architecture: str = "unified"
-    snr_threshold: float = 5.0
-    model_dim: int = 64
-    n_blocks: int = 3
-    gaussian_base: bool = True
-    learning_rate: float = 2e-3
-    weight_decay: float = 0.0
-    lr_schedule: str = "cosine"
-    batch_size: int = 1024
-    max_steps: int = 30000
-    y_drop_prob: float = 0.25
-    logsnr_loc: float = 6.0
-    logsnr_scale: float = 6.0
-    logsnr_clip: float = 3.0
-    use_ema: bool = False
-    ema_decay: float = 0.999
-    n_logsnr: int = 32
-    val_n_logsnr: int = 16
-    val_fraction: float = 0.1
-    val_interval: int | None = None
-    patience: int = 10
-    preprocess: str = "auto"
-    seed: int = 42
+    architecture: str = field(
+        default="unified",
+        metadata={
+            "help": "denoiser network: 'unified' is one residual MLP for every noise level, 'moe' adds a "
+            "high-SNR expert above snr_threshold",
+            "rule": _one_of(ARCHITECTURES),
+        },
+    )
+    snr_threshold: float = field(
+        default=5.0,
+        metadata={
+            "help": "log-SNR above which the mixture of experts adds its high-SNR expert to the low one "
+            "(moe only; it must lie inside the log-SNR range)",
+            "rule": FINITE,
+        },
+    )
+    model_dim: int = field(
+        default=64,
+        metadata={
+            "help": "hidden width of every layer of the denoiser, honoured as given",
+            "rule": POSITIVE_INT,
+        },
+    )
+    n_blocks: int = field(
+        default=3,
+        metadata={
+            "help": "residual blocks per network: the depth available to nonlinear dependence",
+            "rule": POSITIVE_INT,
+        },
+    )
+    gaussian_base: bool = field(
+        default=True,
+        metadata={
+            "help": "learn only a residual over the exact denoiser of a Gaussian fitted to the training sample, "
+            "so training starts from the data's Gaussian MI",
+            "rule": None,
+        },
+    )
+    learning_rate: float = field(
+        default=2e-3,
+        metadata={
+            "help": "peak Adam learning rate: fast enough for the step budget, slow enough to stay stable",
+            "rule": POSITIVE,
+        },
+    )
+    weight_decay: float = field(
+        default=0.0,
+        metadata={
+            "help": "Adam weight decay (an L2 penalty on the weights; 0 turns it off)",
+            "rule": NON_NEGATIVE,
+        },
+    )
+    lr_schedule: str = field(
+        default="cosine",
+        metadata={
+            "help": "'cosine' decays the learning rate to zero over the training budget, 'constant' keeps it",
+            "rule": _one_of(LR_SCHEDULES, "must be 'cosine' or 'constant'"),
+        },
+    )
+    batch_size: int = field(
+        default=1024,
+        metadata={
+            "help": "rows per training step: each row is one noisy draw of the loss, so more rows mean less noise",
+            "rule": POSITIVE_INT,
+        },
+    )
+    max_steps: int = field(
+        default=30000,
+        metadata={
+            "help": "cap on training steps; held-out early stopping usually ends training sooner",
+            "rule": POSITIVE_INT,
+        },
+    )
+    y_drop_prob: float = field(
+        default=0.25,
+        metadata={
+            "help": "probability that a training row hides y, so one network learns both the unconditional and "
+            "the conditional denoiser",
+            "rule": _between(0.0, 1.0, "must be in [0, 1)", low_open=False, high_open=True),
+        },
+    )
+    logsnr_loc: float = field(
+        default=6.0,
+        metadata={
+            "help": "centre of the logistic log-SNR proposal that training samples and estimation integrates over",
+            "rule": FINITE,
+        },
+    )
+    logsnr_scale: float = field(
+        default=6.0,
+        metadata={
+            "help": "spread of the log-SNR proposal; the range is logsnr_loc ± logsnr_clip·logsnr_scale",
+            "rule": POSITIVE,
+        },
+    )
+    logsnr_clip: float = field(
+        default=3.0,
+        metadata={
+            "help": "half-width of the log-SNR range in units of logsnr_scale: information outside the range "
+            "is lost, so it must cover where the integrand lives",
+            "rule": POSITIVE,
+        },
+    )
+    use_ema: bool = field(
+        default=False,
+        metadata={
+            "help": "estimate with an exponential moving average of the weights, smoothing the last steps' noise",
+            "rule": None,
+        },
+    )
+    ema_decay: float = field(
+        default=0.999,
+        metadata={
+            "help": "per-step decay of the weights' moving average (use_ema only)",
+            "rule": _between(0.0, 1.0, "must be in (0, 1)", low_open=True, high_open=True),
+        },
+    )
+    n_logsnr: int = field(
+        default=32,
+        metadata={
+            "help": "log-SNR grid nodes at which every test point is evaluated for the estimate: more nodes, "
+            "less quadrature noise",
+            "rule": POSITIVE_INT,
+        },
+    )
+    val_n_logsnr: int = field(
+        default=16,
+        metadata={
+            "help": "grid nodes of the held-out evaluations during training, fewer as they only rank weights",
+            "rule": POSITIVE_INT,
+        },
+    )
+    val_fraction: float = field(
+        default=0.1,
+        metadata={
+            "help": "share of the training sample held out to select the weights and stop early (0 turns "
+            "selection off and keeps the last weights)",
+            "rule": Rule(_fraction_below_half, (("ge", 0.0), ("lt", 0.5))),
+        },
+    )
+    val_interval: int | None = field(
+        default=None,
+        metadata={
+            "help": "training steps between evaluations of the held-out NLL, which early stopping and weight "
+            "selection use; None picks an interval that keeps evaluation a small share of training",
+            "rule": Rule(_optional_interval, (("ge", 1),), optional=True),
+        },
+    )
+    patience: int = field(
+        default=10,
+        metadata={
+            "help": "held-out evaluations without a significant improvement before training stops",
+            "rule": POSITIVE_INT,
+        },
+    )
+    preprocess: str = field(
+        default="auto",
+        metadata={
+            "help": "map of each coordinate before training: 'rescale' standardises it, 'rank_gauss' sends it "
+            "through its training quantiles to a standard normal (MI-preserving, tames heavy tails), 'auto' "
+            "picks one of the two on held-out data, 'none' leaves it",
+            "rule": _one_of(PREPROCESSING),
+        },
+    )
+    seed: int = field(
+        default=42,
+        metadata={
+            "help": "seed of the data split, the held-out split and training, so a run can be repeated",
+            "rule": None,
+        },
+    )
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        def fail(field: str, why: str) -> None:
-            raise ConfigError(f"{field}: {why} (got {getattr(self, field)!r})")
-
-        if self.architecture not in ARCHITECTURES:
-            fail("architecture", f"must be one of {', '.join(ARCHITECTURES)}")
-        if self.preprocess not in PREPROCESSING:
-            fail("preprocess", f"must be one of {', '.join(PREPROCESSING)}")
-        if self.lr_schedule not in ("cosine", "constant"):
-            fail("lr_schedule", "must be 'cosine' or 'constant'")
-        for name in (
-            "model_dim",
-            "n_blocks",
-            "batch_size",
-            "max_steps",
-            "n_logsnr",
-            "val_n_logsnr",
-            "patience",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                fail(name, "must be a positive integer")
-        for name in ("learning_rate", "logsnr_scale", "logsnr_clip"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                fail(name, "must be a finite number > 0")
-        for name in ("snr_threshold", "logsnr_loc", "weight_decay"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value)):
-                fail(name, "must be a finite number")
-        if self.weight_decay < 0:
-            fail("weight_decay", "must be >= 0")
-        if not 0.0 <= self.y_drop_prob < 1.0:
-            fail("y_drop_prob", "must be in [0, 1)")
-        if self.val_interval is not None and (
-            isinstance(self.val_interval, bool) or not isinstance(self.val_interval, int) or self.val_interval < 1
-        ):
-            fail("val_interval", "must be a positive integer, or None for the automatic interval")
-        if not (isinstance(self.val_fraction, (int, float)) and 0.0 <= self.val_fraction < 0.5):
-            fail("val_fraction", "must be in [0, 0.5) (0 turns held-out selection off)")
-        if not 0.0 < self.ema_decay < 1.0:
-            fail("ema_decay", "must be in (0, 1)")
+        for f in dataclasses.fields(self):
+            rule = f.metadata.get("rule")
+            why = rule.why(getattr(self, f.name)) if rule is not None else None
+            if why:
+                raise ConfigError(f"{f.name}: {why} (got {getattr(self, f.name)!r})")
         if self.architecture == "moe":
-            low = self.logsnr_loc - self.logsnr_clip * self.logsnr_scale
-            high = self.logsnr_loc + self.logsnr_clip * self.logsnr_scale
-            if not low < self.snr_threshold < high:
-                fail("snr_threshold", f"must lie inside the log-SNR range ({low:g}, {high:g})")
+            check_snr_threshold(self.snr_threshold, *self.logsnr_range)
+
+    @property
+    def logsnr_range(self) -> tuple[float, float]:
+        """(low, high) of the log-SNR range, ``logsnr_loc ± logsnr_clip·logsnr_scale``."""
+        return logsnr_bounds(self.logsnr_loc, self.logsnr_scale, self.logsnr_clip)
+
+    def proposal(self) -> LogSNRProposal:
+        """The log-SNR proposal of this configuration (``dmi.diffusion.LogSNRProposal``; imports torch)."""
+        from dmi.diffusion import LogSNRProposal
+
+        return LogSNRProposal(self.logsnr_loc, self.logsnr_scale, self.logsnr_clip)
 
     def replace(self, **changes: Any) -> EstimatorConfig:
         return dataclasses.replace(self, **changes)
@@ -121,3 +307,11 @@ class EstimatorConfig:
         if unknown:
             raise ConfigError(f"unknown hyperparameter(s): {', '.join(unknown)}")
         return cls(**values)
+
+
+def field_help(name: str) -> str:
+    """The one-line help of an ``EstimatorConfig`` field."""
+    return FIELDS[name].metadata["help"]
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(EstimatorConfig)}

@@ -13,9 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-
-class DataError(ValueError):
-    """A sample that cannot be used; the message names the problem in one line."""
+from dmi.checks import positive_int_problem, require
+from dmi.errors import DataError
 
 
 def as_2d_float(name: str, values) -> np.ndarray:
@@ -125,8 +124,7 @@ class TensorBatches:
     """
 
     def __init__(self, x: Tensor, y: Tensor, batch_size: int, seed: int = 0) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        require("batch_size", batch_size, positive_int_problem)
         self.x, self.y = x, y
         self.batch_size = min(batch_size, x.shape[0])
         self.seed = seed

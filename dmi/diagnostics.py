@@ -12,6 +12,7 @@ import warnings
 from typing import Any
 
 from dmi.diffusion import MIEstimate
+from dmi.errors import EstimateWarning
 from dmi.selection import SelectionReport
 from dmi.spectrum import InformationSpectrum
 
@@ -19,9 +20,6 @@ from dmi.spectrum import InformationSpectrum
 DISAGREEMENT_SE = 4.0
 BELOW_ZERO_SE = 2.0
 
-
-class EstimateWarning(UserWarning):
-    """A sign that an MI estimate is unreliable (see ``diagnose``)."""
 
 
 def diagnose(

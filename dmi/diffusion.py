@@ -1,10 +1,13 @@
 """I-MMSE diffusion math, written once for every denoiser.
 
-Gaussian channel z = sqrt(σ(α))·x + sqrt(σ(−α))·ε with α the log-SNR. The integral over
-α is done by importance sampling from a truncated logistic(loc, scale) on
-[loc − clip·scale, loc + clip·scale], drawn *stratified* in quantile space (a randomly
-shifted grid is the K-stratum case), which is unbiased for the truncated integral and
-far less noisy than independent draws (see ../shared/notes/math.md).
+Gaussian channel z = sqrt(σ(α))·x + sqrt(σ(−α))·ε with α the log-SNR. With mse_ε(α) a
+denoiser's expected squared ε-error, −log p(x) = ½ d log(2πe) + ½ ∫ (mse_ε(α) − d·σ(α)) dα,
+and I(X;Y) = ½ ∫ (mmse_ε(α) − mmse_ε(α | y)) dα (the direct form) = ½ ∫ E‖ε̂(z) − ε̂(z, y)‖² dα
+(the orthogonal form). The integral over α is done by importance sampling from a truncated
+logistic(loc, scale) on [loc − clip·scale, loc + clip·scale] (``dmi.checks.logsnr_bounds``),
+drawn *stratified* in quantile space (a randomly shifted grid is the K-stratum case), which
+is unbiased for the truncated integral and far less noisy than independent draws: one
+random log-SNR per point multiplies each point's noise by the width of the range.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+
+from dmi.checks import finite_number_problem, logsnr_bounds, positive_number_problem, require
 
 
 @dataclass(frozen=True)
@@ -25,22 +30,22 @@ class LogSNRProposal:
     clip: float
 
     def __post_init__(self) -> None:
-        for name in ("loc", "scale", "clip"):
-            value = getattr(self, name)
-            if not math.isfinite(value):
-                raise ValueError(f"logsnr_{name} must be finite, got {value}")
-        if self.scale <= 0:
-            raise ValueError(f"logsnr_scale must be > 0, got {self.scale}")
-        if self.clip <= 0:
-            raise ValueError(f"logsnr clip must be > 0, got {self.clip}")
+        require("logsnr_loc", self.loc, finite_number_problem)
+        require("logsnr_scale", self.scale, positive_number_problem)
+        require("logsnr_clip", self.clip, positive_number_problem)
+
+    @property
+    def range(self) -> tuple[float, float]:
+        """(low, high): ``dmi.checks.logsnr_bounds``, the one formula of the range."""
+        return logsnr_bounds(self.loc, self.scale, self.clip)
 
     @property
     def low(self) -> float:
-        return self.loc - self.clip * self.scale
+        return self.range[0]
 
     @property
     def high(self) -> float:
-        return self.loc + self.clip * self.scale
+        return self.range[1]
 
     def _cdf_untruncated(self, alpha: float) -> float:
         return 1.0 / (1.0 + math.exp(-(alpha - self.loc) / self.scale))

@@ -12,6 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from dmi.checks import check_snr_threshold, positive_int_problem, require
 from dmi.diffusion import (
     LogSNRProposal,
     MIEstimate,
@@ -21,17 +22,14 @@ from dmi.diffusion import (
     quantile_strata,
     split_counts,
 )
+from dmi.errors import DataError
 
 
 def check_thresholds(denoiser: nn.Module, proposal: LogSNRProposal) -> list[tuple[float, float]]:
-    """Quantile strata of the denoiser; a threshold outside the sampled range is an error."""
+    """Quantile strata of the denoiser; a threshold outside the sampled range is a ``ConfigError``."""
     thresholds = list(getattr(denoiser, "thresholds", ()))
     for t in thresholds:
-        if not proposal.low < t < proposal.high:
-            raise ValueError(
-                f"snr_threshold {t} lies outside the sampled log-SNR range "
-                f"[{proposal.low:.3g}, {proposal.high:.3g}]: one expert would never be used"
-            )
+        check_snr_threshold(t, *proposal.range)
     return quantile_strata(proposal, thresholds)
 
 
@@ -40,9 +38,11 @@ def denoising_loss(
     x: Tensor,
     y: Tensor,
     proposal: LogSNRProposal,
-    y_drop_prob: float = 0.5,
+    y_drop_prob: float,
 ) -> Tensor:
     """ε-prediction MSE under the proposal, y dropped per sample with ``y_drop_prob``.
+
+    ``y_drop_prob`` has no default here: ``EstimatorConfig.y_drop_prob`` is its one source.
 
     Rows are laid out stratum by stratum (equal counts), and each row is weighted by its
     stratum's mass over its count, so the loss is unbiased for E_q[‖ε − ε̂‖²].
@@ -102,12 +102,12 @@ def estimate_mi(
     over points is honest. ``seed`` fixes grid shifts and noise (common random numbers
     make successive validations comparable); None draws from the global generator.
     ``rows_per_pass`` defaults to 4096 rows on CPU, where activations then stay in cache
-    (the elementwise ops are memory-bound; 65536 was 2x slower), and to 2**18 on a GPU.
+    (the elementwise ops are memory-bound, so larger passes were slower; measured in
+    ``benchmarks/results/defaults-rationale.md``), and to 2**18 on a GPU.
     """
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must be 2-D with equal rows, got {tuple(x.shape)} and {tuple(y.shape)}")
-    if n_logsnr < 1:
-        raise ValueError(f"n_logsnr must be >= 1, got {n_logsnr}")
+        raise DataError(f"x and y must be 2-D with equal rows, got {tuple(x.shape)} and {tuple(y.shape)}")
+    require("n_logsnr", n_logsnr, positive_int_problem)
     strata = check_thresholds(denoiser, proposal)
     device = x.device
     grid_gen = noise_gen = None
@@ -173,8 +173,9 @@ def estimate_mi_independent(
     """The original's estimator, kept for comparison: the two NLL terms on independent draws.
 
     Each point gets ``n_draws`` random log-SNR values and noises for nll(x) and, separately,
-    others for nll(x|y); MI is their difference. Unbiased but noisy
-    (../shared/notes/math.md, trap 2). Use ``estimate_mi`` for real estimates.
+    others for nll(x|y); MI is their difference. Unbiased but noisy: the two terms share no
+    noise, so their difference carries the spread of both, several times that of
+    ``estimate_mi``'s common random numbers. Use ``estimate_mi`` for real estimates.
     """
     strata = check_thresholds(denoiser, proposal)
     gen = torch.Generator().manual_seed(seed) if seed is not None else None

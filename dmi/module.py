@@ -15,7 +15,7 @@ from torch import Tensor
 from dmi.config import EstimatorConfig
 from dmi.data import RANK_KNOTS, rank_gauss, rank_gauss_log_jacobian
 from dmi.denoisers import Denoiser, GaussianDenoiser
-from dmi.diffusion import LogSNRProposal, MIEstimate
+from dmi.diffusion import MIEstimate
 from dmi.domain import DomainCheck, DomainReference, compare
 from dmi.estimation import denoising_loss, estimate_mi
 from dmi.networks import MixtureOfExperts, ResidualMLP
@@ -54,7 +54,7 @@ class DiffusionMIModule(pl.LightningModule):
         # Of the validation rows the current weights were scored on (dmi.domain); in checkpoints.
         self.domain_reference: DomainReference | None = None
         self.denoiser = build_denoiser(self.cfg, dim_x, dim_y)
-        self.proposal = LogSNRProposal(self.cfg.logsnr_loc, self.cfg.logsnr_scale, self.cfg.logsnr_clip)
+        self.proposal = self.cfg.proposal()
         n_knots = RANK_KNOTS if self.cfg.preprocess in ("rank_gauss", "auto") else 0
         # Whether the knots are applied: fixed by rank_gauss, chosen on held-out data by auto.
         self.register_buffer("rank_gauss_on", torch.tensor(self.cfg.preprocess == "rank_gauss"))
@@ -111,9 +111,9 @@ class DiffusionMIModule(pl.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         """One optimizer step, written out (Lightning's manual optimization).
 
-        The closure machinery of automatic optimization costs ~0.2 ms a step, 4-7 % of a
-        width-64 step on CPU (benchmarks/throughput.py); this loop needs none of its
-        features (one optimizer, no accumulation, no clipping).
+        The closure machinery of automatic optimization costs a noticeable share of a small
+        step on CPU (measured in ``benchmarks/results/defaults-rationale.md``), and this loop
+        needs none of its features (one optimizer, no accumulation, no clipping).
         """
         x, y = batch
         log_now = self.global_step % self._log_every == 0  # read before the step advances it

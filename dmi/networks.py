@@ -74,7 +74,7 @@ class ResidualBlock(nn.Module):
     """Pre-norm residual MLP block, modulated by the noise level (FiLM: gain and bias).
 
     FiLM lets a block change its gain with α, which near-deterministic conditionals need
-    at high SNR (spiral dim 3, 4k steps: 6.53 → 6.99 nats).
+    at high SNR (measured in ``benchmarks/results/defaults-rationale.md``).
     """
 
     def __init__(self, n_experts: int, width: int) -> None:
@@ -100,8 +100,8 @@ class ResidualMLP(nn.Module):
     to z at the input, and, with the Fourier features of α, into a small conditioning MLP
     that gives the additive embedding and every block's FiLM gain and bias. The FiLM path
     lets y *multiply* features of z, which near-deterministic nonlinear dependence needs
-    (spiral rotates x by an angle set by ‖x‖²): spiral dim 10, batch 1024, 10k steps,
-    6.96 nats with y in the FiLM path against 4.99 with y at the input only.
+    (spiral rotates x by an angle set by ‖x‖²); on spiral it reads markedly more of the
+    MI than y at the input only (``benchmarks/results/defaults-rationale.md``).
     Inputs to ``forward`` and ``pair`` are flat rows (one expert) or laid out
     ``(n_experts, rows, ·)`` by the mixture.
     """
@@ -115,7 +115,8 @@ class ResidualMLP(nn.Module):
                 f"model_dim, n_blocks and n_experts must be >= 1, got {model_dim}, {n_blocks}, {n_experts}"
             )
         self.dim_x, self.dim_y, self.width, self.n_experts = dim_x, dim_y, model_dim, n_experts
-        # Periods from ~1.5 to ~100 log-SNR units cover the [-20, 30] range we integrate.
+        # Periods from ~1.5 to ~100 log-SNR units: wider than any log-SNR range in use (the
+        # default is [-12, 24]), so the features tell every α of the range apart.
         freqs = torch.exp(torch.linspace(math.log(1 / 16), math.log(4.0), 16))
         self.register_buffer("freqs", freqs, persistent=False)
         n_features = 2 * len(freqs) + 1

@@ -4,7 +4,8 @@ A later step replaces the selected one only if its held-out NLL is lower by more
 ``min_se`` standard errors of the paired per-point differences (every validation scores the
 same points on the same noise, so the pairs are clean) and by more than ``min_delta`` nats.
 Noise in a few hundred held-out points otherwise picks a network that is no better than
-the Gaussian base it started from; on Gaussian tasks that cost up to 0.2 nats of MI.
+the Gaussian base it started from, which costs MI on Gaussian tasks (measured in
+``benchmarks/results/defaults-rationale.md``).
 Training stops after ``patience`` validations without such an improvement, and the
 selected weights are restored. The weights copied are the ones validation saw: with EMA
 on, Lightning's ``EMAWeightAveraging`` has swapped the average in for the validation epoch.

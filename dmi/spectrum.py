@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from dmi.diffusion import LogSNRProposal
+from dmi.errors import ConfigError
 from dmi.estimation import pair_errors
 
 N_NODES = 48
@@ -90,7 +91,7 @@ def trapezoid(xs: list[float], ys: list[float]) -> float:
 def spectrum_nodes(proposal: LogSNRProposal, n_nodes: int = N_NODES) -> Tensor:
     """Evenly spaced nodes over the window the estimator integrates, ends included."""
     if n_nodes < 2:
-        raise ValueError(f"n_nodes must be >= 2, got {n_nodes}")
+        raise ConfigError(f"n_nodes must be >= 2, got {n_nodes}")
     return torch.linspace(proposal.low, proposal.high, n_nodes)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dmi.spectrum import InformationSpectrum
-from dmi.tempfiles import make_temp, new_file_mode
+from dmi.tempfiles import atomic_path, new_file_mode
 
 
 def plot_spectrum(
@@ -54,15 +54,9 @@ def plot_spectrum(
         heading += f"\nwindow misses about {spectrum.tail_nats:.3f} nats at its edges"
     top.set_title(heading, fontsize=10)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = make_temp(path)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
-        os.chmod(tmp, new_file_mode())  # a temporary file is private; the picture is not
-        os.replace(tmp, path)
+        with atomic_path(path, mode=new_file_mode()) as tmp:  # the temporary is private; the picture is not
+            fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

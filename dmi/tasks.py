@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dmi.checks import positive_int_problem, positive_number_problem, require
+from dmi.errors import ConfigError
+
 TASK_TYPES = ("multinormal", "half_cube", "spiral")
 
 
@@ -18,14 +21,13 @@ class TaskSpec:
     strength: float
 
     def __post_init__(self) -> None:
+        """A task that cannot be built is a ``ConfigError`` naming the problem."""
         if self.task_type not in TASK_TYPES:
-            raise ValueError(f"unknown task type {self.task_type!r}; choose from {', '.join(TASK_TYPES)}")
-        if self.dim < 1:
-            raise ValueError(f"dim must be >= 1, got {self.dim}")
+            raise ConfigError(f"unknown task type {self.task_type!r}; choose from {', '.join(TASK_TYPES)}")
+        require("dim", self.dim, positive_int_problem)
         if self.task_type == "spiral" and self.dim < 3:
-            raise ValueError(f"spiral needs dim >= 3, got {self.dim}")
-        if not self.strength > 0:
-            raise ValueError(f"strength must be > 0, got {self.strength}")
+            raise ConfigError(f"spiral needs dim >= 3, got {self.dim}")
+        require("strength", self.strength, positive_number_problem)
 
     @property
     def name(self) -> str:

@@ -1,4 +1,4 @@
-"""Temporary files of atomic writes, and the clean-up of those a killed process left behind.
+"""Atomic writes, file locks, and the clean-up of temporary files a killed process left behind.
 
 Every atomic write here goes to ``.{name}.{host}-{pid}.{random}.tmp`` beside its target,
 then renames. A process killed between the two leaves that file behind. Commands remove
@@ -10,11 +10,13 @@ writer's file is never touched. Neither is a file that only looks like ours.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 STALE_AFTER_S = 3600.0
@@ -79,3 +81,41 @@ def new_file_mode() -> int:
     current = os.umask(0)
     os.umask(current)
     return 0o666 & ~current
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, mode: int | None = None) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; renamed onto ``path`` only if the block succeeds.
+
+    The temporary file is private (0o600); ``mode`` sets the final file's mode.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = make_temp(path)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """An exclusive lock on ``path``'s lock file ``.{name}.lock`` (POSIX; elsewhere no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: renames alone still keep every write whole
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -6,10 +6,11 @@ the same way.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,24 @@ from dmi.data import DataError, SampleDataModule, Standardizer, rank_gauss, rank
 from dmi.denoisers import GaussianDenoiser
 from dmi.module import DiffusionMIModule
 from dmi.selection import HeldOutSelection
-from dmi.tempfiles import make_temp
+from dmi.tempfiles import atomic_path
 
-# Lightning's advice about dataloader workers does not apply: batches are device gathers.
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=".*Total length of .* across ranks is zero.*")
+# Lightning messages that do not apply here, silenced only while ``fit`` trains: advice
+# about dataloader workers (batches are device gathers, not loader workers), and the note
+# that a validation loader is empty (when training runs without a validation split).
+LIGHTNING_NOISE = (".*does not have many workers.*", ".*Total length of .* across ranks is zero.*")
+
+
+@contextlib.contextmanager
+def lightning_noise_ignored() -> Iterator[None]:
+    """Ignore ``LIGHTNING_NOISE`` inside the block, every other warning as before."""
+    with warnings.catch_warnings():
+        for message in LIGHTNING_NOISE:
+            warnings.filterwarnings("ignore", message=message)
+        yield
+
+
+Preprocessed = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
 
 
 def build_module(
@@ -45,28 +59,41 @@ def build_module(
     very high MI, where its knot noise exceeds the conditional spread of x. Without
     held-out rows, ``auto`` means ``rescale``.
     """
+    return _build_module(cfg, x_train, y_train, x_val, y_val)[0]
+
+
+def _build_module(
+    cfg: EstimatorConfig,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray | None,
+    y_val: np.ndarray | None,
+) -> tuple[DiffusionMIModule, Preprocessed]:
+    """``build_module``, and the training (and held-out) rows under the chosen preprocessing."""
     module = DiffusionMIModule(x_train.shape[1], y_train.shape[1], **cfg.as_dict())
     if cfg.preprocess == "auto":
         choices = ["rescale", "rank_gauss"] if x_val is not None else ["rescale"]
     else:
         choices = [cfg.preprocess]
-    best: tuple[float, str, GaussianDenoiser | None] | None = None
+    best: tuple[float, str, GaussianDenoiser | None, Preprocessed] | None = None
     for choice in choices:
         fit_preprocessing(module, choice, x_train, y_train)
         px, py = module.preprocess(torch.as_tensor(x_train), torch.as_tensor(y_train))
         if x_val is None:
-            best = (0.0, choice, GaussianDenoiser.from_sample(px, py))
+            best = (0.0, choice, GaussianDenoiser.from_sample(px, py), (px, py, None, None))
             break
         vx, vy = module.preprocess(torch.as_tensor(x_val), torch.as_tensor(y_val))
         base = GaussianDenoiser.from_sample_selected(px, py, vx, vy)
         score = sum(base.gaussian_nll(vx, vy)) - 2 * float(module.log_jacobian_x(torch.as_tensor(x_val)).mean())
         if best is None or score < best[0]:
-            best = (score, choice, base)
-    _, choice, base = best
+            best = (score, choice, base, (px, py, vx, vy))
+    _, choice, base, rows = best
+    # Refit the chosen maps (a later candidate overwrote them); they are a function of the
+    # training rows alone, so ``rows``, computed under the same maps, stay exact.
     fit_preprocessing(module, choice, x_train, y_train)
     if module.denoiser.base is not None:
         module.denoiser.base.load_state_dict(base.state_dict())
-    return module
+    return module, rows
 
 
 def fit_preprocessing(module: DiffusionMIModule, method: str, x: np.ndarray, y: np.ndarray) -> None:
@@ -185,11 +212,13 @@ def fit(
     elif x_val is not None:
         x_val, y_val = validate_sample(x_val, y_val, min_samples=2)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    module = module or build_module(cfg, x_train, y_train, x_val, y_val)
-    px, py = module.preprocess(torch.as_tensor(x_train), torch.as_tensor(y_train))
-    vx = vy = None
-    if x_val is not None:
-        vx, vy = module.preprocess(torch.as_tensor(x_val), torch.as_tensor(y_val))
+    if module is None:
+        module, (px, py, vx, vy) = _build_module(cfg, x_train, y_train, x_val, y_val)
+    else:  # a given module keeps its own preprocessing
+        px, py = module.preprocess(torch.as_tensor(x_train), torch.as_tensor(y_train))
+        vx = vy = None
+        if x_val is not None:
+            vx, vy = module.preprocess(torch.as_tensor(x_val), torch.as_tensor(y_val))
     data = SampleDataModule(px, py, vx, vy, cfg.batch_size, seed=cfg.seed)
     selection = HeldOutSelection(cfg.patience) if vx is not None else None
     callbacks = [selection, *callbacks] if selection is not None else list(callbacks)
@@ -197,9 +226,8 @@ def fit(
     trainer = make_trainer(cfg, callbacks, interval, **trainer_kwargs)
     if vx is None:
         trainer.limit_val_batches = 0
-    trainer.fit(
-        module, datamodule=data, ckpt_path=None if ckpt_path is None else str(ckpt_path), weights_only=True
-    )
+    with lightning_noise_ignored():
+        trainer.fit(module, datamodule=data, ckpt_path=None if ckpt_path is None else str(ckpt_path), weights_only=True)
     if selection is not None:
         selection.restore_best(module)
         module.selection = selection.report(trainer)
@@ -219,19 +247,12 @@ def save_checkpoint(
     recorded. The raw weights and the average for resuming training stay as Lightning saves them.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = make_temp(path)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         trainer.save_checkpoint(tmp, weights_only=False)  # full state: optimizer, EMA, loops
         if selected is not None:
             checkpoint = torch.load(tmp, map_location="cpu", weights_only=True)
             checkpoint["state_dict"] = {k: v.detach().cpu() for k, v in selected.state_dict().items()}
             torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -39,3 +39,26 @@ def test_estimate_returns_float_and_refuses_bad_input() -> None:
         estimator.estimate(np.c_[x, np.ones(400)], y)
     with pytest.raises(DataError, match="too few"):
         estimator.estimate(x[:3], y[:3])
+
+
+def test_parameters_are_a_typed_documented_model() -> None:
+    import dataclasses
+
+    import pydantic
+    from bmi.interface import BaseModel
+
+    from dmi.config import EstimatorConfig
+
+    params = DiffusionMI(architecture="moe", model_dim=32, test_fraction=0.25).parameters()
+    assert isinstance(params, BaseModel)
+    assert params.architecture == "moe" and params.model_dim == 32 and params.test_fraction == 0.25
+    model = type(params)
+    for f in dataclasses.fields(EstimatorConfig):
+        assert model.__fields__[f.name].field_info.description == f.metadata["help"]
+    schema = model.schema()["properties"]
+    assert schema["model_dim"]["minimum"] == 1 and schema["architecture"]["enum"] == ["unified", "moe"]
+    assert schema["ema_decay"]["exclusiveMinimum"] == 0 and schema["ema_decay"]["exclusiveMaximum"] == 1
+    with pytest.raises(pydantic.ValidationError, match="model_dim"):
+        model(model_dim=0)
+    with pytest.raises(pydantic.ValidationError, match="snr_threshold"):  # the config's cross-field check
+        model(architecture="moe", snr_threshold=50.0)

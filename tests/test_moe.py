@@ -24,7 +24,7 @@ def test_low_expert_sees_every_row_high_expert_only_its_side_and_both_learn() ->
     _record_logsnr(denoiser.inner.high, seen_high)
     proposal = LogSNRProposal(cfg.logsnr_loc, cfg.logsnr_scale, cfg.logsnr_clip)
     x, y = torch.randn(64, 3), torch.randn(64, 2)
-    loss = denoising_loss(denoiser, x, y, proposal)
+    loss = denoising_loss(denoiser, x, y, proposal, 0.5)
     loss.backward()
     assert seen_low[0].shape == (64,) and seen_high[0].shape == (32,)  # static, equal strata
     assert (seen_high[0] >= 4.0).all() and (seen_low[0] < 4.0).sum() == 32
@@ -95,7 +95,7 @@ def test_threshold_outside_range_is_a_clear_error(threshold: float) -> None:
     denoiser = build_denoiser(cfg, 2, 2)
     denoiser.inner.thresholds = (threshold,)
     with pytest.raises(ValueError, match="outside the sampled log-SNR range"):
-        denoising_loss(denoiser, torch.randn(8, 2), torch.randn(8, 2), LogSNRProposal(6, 6, 3))
+        denoising_loss(denoiser, torch.randn(8, 2), torch.randn(8, 2), LogSNRProposal(6, 6, 3), 0.5)
 
 
 def test_mixture_keeps_the_information_above_its_threshold() -> None:

@@ -1,4 +1,1 @@
-"""Hyperparameter sweeps of the dmi estimator: Ray Tune + Optuna, recorded in MLflow.
-
-The only package that imports Ray, Optuna or MLflow.
-"""
+"""Hyperparameter sweeps of the dmi estimator: Ray Tune + Optuna, recorded in MLflow (the one package using them)."""

@@ -1,30 +1,25 @@
-"""Checks on the Ray cluster a sweep runs on, made after Ray is up and before any trial starts.
+"""The Ray a sweep runs on: a private local one with token authentication, or a joined cluster, checked.
 
-Storage rule: on a cluster of several alive nodes, a storage *path* (not a URI such as
-``s3://`` or ``gs://``) must be the same folder on every node: a shared filesystem (NFS,
-Lustre, ...) mounted at the same path. The driver writes a marker file there and asks every
-node whether it sees it; a node that does not would keep its trials' checkpoints on its own
-disk, out of the driver's reach, so the sweep is refused (exit 2) naming the nodes. A URI is
-accepted as is (Ray Tune reads and writes it from every node).
-
-Resource rule: a trial cannot span nodes, so it must fit on one node. On a private local Ray
-the driver refuses a trial larger than the machine (``tune.driver.check_resources``). On a
-joined cluster the autoscaler may still add a node that fits, so a trial no node can hold
-now is a warning, not an error.
+Ray's servers listen on every interface and its token authentication is off by default: a private Ray gets
+a fresh token, in the process environment only, before anything imports ``ray`` (a joined cluster decides for
+itself). On several nodes a storage path must be a folder every node sees, and a trial must fit one node.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import secrets
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tune.schema import SweepConfigError
+from dmi.errors import SweepConfigError
 from tune.storage import is_uri
 
 if TYPE_CHECKING:  # the storage probe imports this module on every node: keep it light
@@ -32,6 +27,98 @@ if TYPE_CHECKING:  # the storage probe imports this module on every node: keep i
 
 MARKER_PREFIX = ".dmi-storage-probe-"
 PROBE_TIMEOUT_S = 60.0
+PENDING_TRIALS = "TUNE_MAX_PENDING_TRIALS_PG"
+
+
+def enable_for_private_ray(address: str | None) -> bool:
+    """Turn token authentication on for a local Ray this process will start; True if it is on."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if address or os.environ.get("RAY_ADDRESS"):
+        return mode == "token"  # joining: the cluster decides
+    if mode is not None:
+        if mode != "token":
+            print(
+                f"warning: RAY_AUTH_MODE={mode}: the local Ray accepts work from anyone who can reach this machine",
+                file=sys.stderr,
+            )
+        return mode == "token"
+    if "ray" in sys.modules:  # too late: Ray has read its configuration already
+        return False
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    return True
+
+
+def quiet_libraries() -> None:
+    """Our own lines replace Tune's tables; library chatter (Ray, MLflow's migrations) stays out."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Tune forces an experiment snapshot whenever a trial has saved num_to_keep checkpoints: harmless here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Named third-party deprecations: torch's, raised by Lightning 2.6, and equinox 0.10's under bmi's JAX.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"jax\.core\.pp_eqn_rules is deprecated", category=DeprecationWarning)
+    # bmi's JAX is loaded by the time Ray spawns its processes; they exec at once, JAX is not used there.
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+    for name in ("ray.tune", "ray.train", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@contextlib.contextmanager
+def ray_session(cfg: SweepConfig, address: str | None) -> Iterator[bool]:
+    """Join a cluster (``--address``, RAY_ADDRESS, ray.address) or start a local Ray (dashboard on 127.0.0.1).
+
+    Meanwhile Tune may create up to ``max_concurrent_trials`` trials at once, not one at a time.
+    """
+    import ray
+
+    own = not ray.is_initialized()
+    address = address or os.environ.get("RAY_ADDRESS") or cfg.ray.address
+    if own and address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    elif own:
+        if "RAY_AUTH_MODE" not in os.environ:  # ray was imported before enable_for_private_ray could run
+            print(
+                "warning: the local Ray runs without token authentication: anyone who can reach this machine "
+                "can submit work to it (set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN before starting)",
+                file=sys.stderr,
+            )
+        ray.init(
+            address="local",
+            num_cpus=cfg.ray.num_cpus,
+            num_gpus=cfg.ray.num_gpus,
+            dashboard_host="127.0.0.1",
+            object_store_memory=cfg.ray.object_store_mb * 1024**2,
+            logging_level=logging.WARNING,
+        )
+    pending = bool(cfg.trials.max_concurrent_trials) and PENDING_TRIALS not in os.environ  # else the user's
+    if pending:
+        os.environ[PENDING_TRIALS] = str(cfg.trials.max_concurrent_trials)
+    try:
+        if own and not address:
+            check_resources(cfg, ray.cluster_resources())
+        yield own and bool(address)
+    finally:
+        if pending:
+            os.environ.pop(PENDING_TRIALS, None)
+        if own:
+            ray.shutdown()
+
+
+def check_resources(cfg: SweepConfig, available: dict[str, float]) -> None:
+    """A trial that asks for more than this machine has would wait for ever: refuse it now."""
+    for key, field in (("CPU", "cpu"), ("GPU", "gpu")):
+        wanted, has = getattr(cfg.trials, field), available.get(key, 0.0)
+        if wanted > has:
+            raise SweepConfigError(
+                f"trials.resources.{field}: each trial asks for {wanted:g} but this machine has {has:g} "
+                f"(set ray.num_{field}s, or join a cluster with --address)"
+            )
 
 
 def alive_nodes() -> list[dict[str, Any]]:
@@ -58,45 +145,38 @@ def nodes_missing_storage(root: str, nodes: list[dict[str, Any]]) -> list[str]:
     folder = Path(root)
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / f"{MARKER_PREFIX}{uuid.uuid4().hex}"
-    marker.write_text("written by the dmi-tune driver to check that every node sees this folder\n")
+    marker.write_text("written by dmi-tune to check that every node sees this folder\n")
+    probe = ray.remote(num_cpus=0, max_retries=0)(sees_file)
+
+    def answer(ref: Any) -> bool:
+        try:
+            return bool(ray.get(ref))
+        except Exception:  # noqa: BLE001 - a node that cannot answer cannot be trusted with checkpoints
+            return False
+
     try:
-        probe = ray.remote(num_cpus=0, max_retries=0)(sees_file)
-        pending = {
-            probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
-                str(marker)
-            ): n["NodeID"]
-            for n in nodes
-        }
+        pending = {}
+        for n in nodes:
+            on_node = probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            pending[on_node.remote(str(marker))] = n["NodeID"]
         ready, not_ready = ray.wait(list(pending), num_returns=len(pending), timeout=PROBE_TIMEOUT_S)
-        missing = [pending[ref] for ref in ready if not _answer(ref)]
-        return missing + [pending[ref] for ref in not_ready]
+        return [pending[ref] for ref in ready if not answer(ref)] + [pending[ref] for ref in not_ready]
     finally:
         marker.unlink(missing_ok=True)
-
-
-def _answer(ref) -> bool:
-    import ray
-
-    try:
-        return bool(ray.get(ref))
-    except Exception:  # noqa: BLE001 - a node that cannot answer cannot be trusted with checkpoints
-        return False
 
 
 def check_storage(root: str, nodes: list[dict[str, Any]], joined: bool) -> None:
     """Refuse a storage path that some alive node of a multi-node cluster does not see."""
     if is_uri(root):
         return
-    if len(nodes) > 1:
-        missing = nodes_missing_storage(root, nodes)
-        if missing:
-            shown = ", ".join(node[:12] for node in missing)
-            raise SweepConfigError(
-                f"storage: {root} is not the same folder on every node of this {len(nodes)}-node cluster "
-                f"(not seen from node {shown}); give a shared filesystem path mounted on every node, "
-                "or an object-store URI such as s3://bucket/sweeps"
-            )
-    elif joined:
+    missing = nodes_missing_storage(root, nodes) if len(nodes) > 1 else []
+    if missing:
+        raise SweepConfigError(
+            f"storage: {root} is not the same folder on every node of this {len(nodes)}-node cluster "
+            f"(not seen from node {', '.join(node[:12] for node in missing)}); give a shared filesystem path "
+            "mounted on every node, or an object-store URI such as s3://bucket/sweeps"
+        )
+    if len(nodes) <= 1 and joined:
         print(
             f"storage: {root} is a local path; nodes that join the cluster later must see it too "
             "(a shared filesystem), or use an object-store URI",
@@ -104,25 +184,12 @@ def check_storage(root: str, nodes: list[dict[str, Any]], joined: bool) -> None:
         )
 
 
-def largest_node(nodes: list[dict[str, Any]]) -> tuple[float, float]:
-    """(CPUs, GPUs) of the node with the most GPUs, then the most CPUs."""
-    sizes = [(n["Resources"].get("GPU", 0.0), n["Resources"].get("CPU", 0.0)) for n in nodes]
-    gpus, cpus = max(sizes, default=(0.0, 0.0))
-    return cpus, gpus
-
-
-def trial_fits(cfg: SweepConfig, nodes: list[dict[str, Any]]) -> bool:
-    wanted_cpu, wanted_gpu = cfg.trials.cpu, cfg.trials.gpu
-    return any(
-        n["Resources"].get("CPU", 0.0) >= wanted_cpu and n["Resources"].get("GPU", 0.0) >= wanted_gpu for n in nodes
-    )
-
-
 def check_trial_fits(cfg: SweepConfig, nodes: list[dict[str, Any]]) -> None:
     """A joined cluster where no node can hold one trial: say so (an autoscaler may add one)."""
-    if trial_fits(cfg, nodes):
+    sizes = [(n["Resources"].get("GPU", 0.0), n["Resources"].get("CPU", 0.0)) for n in nodes]
+    if any(cpus >= cfg.trials.cpu and gpus >= cfg.trials.gpu for gpus, cpus in sizes):
         return
-    cpus, gpus = largest_node(nodes)
+    gpus, cpus = max(sizes, default=(0.0, 0.0))
     print(
         f"trials.resources: each trial asks for {cfg.trials.cpu:g} CPU and {cfg.trials.gpu:g} GPU, but no node "
         f"of the cluster has that now (largest: {cpus:g} CPU, {gpus:g} GPU); trials wait until the autoscaler "
@@ -131,29 +198,9 @@ def check_trial_fits(cfg: SweepConfig, nodes: list[dict[str, Any]]) -> None:
     )
 
 
-def check_cluster(cfg: SweepConfig, root: str, joined: bool) -> list[dict[str, Any]]:
-    """Every check that needs the running cluster; returns its alive nodes."""
+def check_cluster(cfg: SweepConfig, root: str, joined: bool) -> None:
+    """Every check that needs the running cluster: shared storage, and (joined) a node that fits a trial."""
     nodes = alive_nodes()
     check_storage(root, nodes, joined)
     if joined:
         check_trial_fits(cfg, nodes)
-    return nodes
-
-
-@contextlib.contextmanager
-def trials_start_together(max_concurrent: int | None) -> Iterator[None]:
-    """Let Tune create up to ``max_concurrent`` trials at once while the sweep runs.
-
-    With a searcher, Tune creates one trial at a time, each once the last one's actor has
-    started: filling N slots of a cluster would take N actor start-ups in a row. An explicit
-    TUNE_MAX_PENDING_TRIALS_PG in the environment is left alone.
-    """
-    key = "TUNE_MAX_PENDING_TRIALS_PG"
-    if not max_concurrent or key in os.environ:
-        yield
-        return
-    os.environ[key] = str(max_concurrent)
-    try:
-        yield
-    finally:
-        os.environ.pop(key, None)

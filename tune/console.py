@@ -3,44 +3,21 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
-SHORT = {
-    "architecture": "arch",
-    "learning_rate": "lr",
-    "model_dim": "dim",
-    "snr_threshold": "snr",
-    "use_ema": "ema",
-}
+SHORT = {"architecture": "arch", "learning_rate": "lr", "model_dim": "dim", "snr_threshold": "snr", "use_ema": "ema"}
 
 
 def format_config(config: dict[str, Any], keys: list[str]) -> str:
-    parts = []
-    for key in keys:
-        if key not in config:
-            continue
-        value = config[key]
-        text = f"{value:.3g}" if isinstance(value, float) else str(value)
-        parts.append(f"{SHORT.get(key, key)}={text}")
-    return " ".join(parts)
+    shown = [(SHORT.get(k, k), config[k]) for k in keys if k in config]
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown)
 
 
 def _num(value: Any, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
-
-
-def error_headline(trial: Any) -> str:
-    """The last line of the trial's error file (the exception), and where the full trace is."""
-    path = getattr(trial, "error_file", None)
-    if not path or not os.path.isfile(path):
-        return "the trial failed"
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return f"{lines[-1] if lines else 'the trial failed'} ({path})"
 
 
 class TrialLinePrinter(Callback):
@@ -55,12 +32,10 @@ class TrialLinePrinter(Callback):
         metrics = f"val_loss {_num(r.get('val_loss'))}  mi {_num(r.get('mi'))} ± {_num(r.get('mi_stderr'))}"
         if "abs_error" in r:
             metrics += f"  abs_error {_num(r.get('abs_error'))}"
-        seconds = r.get("time_total_s")
         print(
             f"[{done}/{self.num_samples}] {trial.trial_id} {format_config(trial.config, self.searched)} | "
-            f"{outcome} | {metrics} | {_num(seconds, '.1f')} s",
+            f"{outcome} | {metrics} | {_num(r.get('time_total_s'), '.1f')} s",
             flush=True,
-            file=sys.stdout,
         )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -69,33 +44,26 @@ class TrialLinePrinter(Callback):
             self._line(trial, trials, f"DIVERGED (not retried): {last.get('failure', 'training diverged')}")
             return
         reports = last.get("training_iteration", 0)
-        how = f"{reports} reports"
-        if reports < self.max_reports:
-            how = f"stopped at report {reports}/{self.max_reports}"
+        how = f"{reports} reports" if reports >= self.max_reports else f"stopped at report {reports}/{self.max_reports}"
         self._line(trial, trials, how)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trial, trials, f"ERROR: {error_headline(trial)}")
+        """The last line of the trial's error file (the exception), and where the full trace is."""
+        path, headline = getattr(trial, "error_file", None), "the trial failed"
+        if path and os.path.isfile(path):
+            lines = [line.strip() for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines()]
+            headline = f"{next((line for line in reversed(lines) if line), headline)} ({path})"
+        self._line(trial, trials, f"ERROR: {headline}")
 
 
 def print_table(rows: list[dict[str, Any]], searched: list[str], objective: str, best_id: str | None) -> None:
     """Trials sorted by their best objective; ``*`` marks the one the final estimate uses."""
-    head = ["", "trial", "status", "reports", f"best {objective}", "mi", "abs_error", "config"]
-    lines = [head]
-    for row in sorted(rows, key=lambda r: (r["objective"] is None, r["objective"] or 0.0)):
-        lines.append(
-            [
-                "*" if row["trial_id"] == best_id else "",
-                row["trial_id"],
-                row["status"],
-                str(row["reports"]),
-                _num(row["objective"]),
-                _num(row["mi"]),
-                _num(row.get("abs_error")),
-                format_config(row["config"], searched),
-            ]
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    lines = [["", "trial", "status", "reports", f"best {objective}", "mi", "abs_error", "config"]]
+    for r in sorted(rows, key=lambda r: (r["objective"] is None, r["objective"] or 0.0)):
+        mark, numbers = "*" if r["trial_id"] == best_id else "", [_num(r[k]) for k in ("objective", "mi")]
+        config = format_config(r["config"], searched)
+        lines.append([mark, r["trial_id"], r["status"], str(r["reports"]), *numbers, _num(r.get("abs_error")), config])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     for line in lines:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
@@ -114,9 +82,8 @@ def print_final(summary: dict[str, Any]) -> None:
     diag = summary.get("final_diagnostics") or {}
     if diag.get("held_out_selection"):
         stopped = " (stopped early)" if diag["stopped_early"] else ""
-        gap = diag.get("nll_gap", float("nan"))
         steps = f"{diag['selected_step']} of {diag['trained_steps']}"
-        print(f"  selected step {steps}{stopped}; held-out NLL gap {gap:+.3f}")
+        print(f"  selected step {steps}{stopped}; held-out NLL gap {diag.get('nll_gap', float('nan')):+.3f}")
     for message in diag.get("warnings", []):
         print(f"  warning: {message}")
     domain = summary.get("final_domain") or {}

@@ -1,9 +1,7 @@
 """One experiment's data: train / validation / test, disjoint, loaded once by the driver.
 
-Benchmark tasks are sampled with ``dmi.tasks`` (truth known); a user file (.npz, .csv,
-.parquet) is shuffled by the config's seed and split (truth unknown). Training and
-validation go to the trials through Ray's object store; the test set stays with the driver
-for the final estimate only.
+A benchmark task is sampled (truth known), a user file shuffled by the seed and split (truth unknown). The
+trials get the training and validation rows through Ray's object store; the test rows stay with the driver.
 """
 
 from __future__ import annotations
@@ -30,40 +28,33 @@ class SweepData:
     true_mi: float | None
 
     def describe(self) -> dict:
-        return {
-            "label": self.label,
-            "dim_x": int(self.x_train.shape[1]),
-            "dim_y": int(self.y_train.shape[1]),
-            "n_train": len(self.x_train),
-            "n_val": len(self.x_val),
-            "n_test": len(self.x_test),
-            "true_mi": self.true_mi,
-        }
+        dims = {"dim_x": int(self.x_train.shape[1]), "dim_y": int(self.y_train.shape[1])}
+        sizes = {f"n_{part}": len(getattr(self, f"x_{part}")) for part in ("train", "val", "test")}
+        return {"label": self.label, **dims, **sizes, "true_mi": self.true_mi}
 
 
 def load_data(data: DataConfig, task: TaskSpec | None) -> SweepData:
-    """The data of one experiment: ``task`` for a benchmark sweep, else ``data.path``."""
-    return load_task(data, task) if task is not None else load_file(data)
-
-
-def load_task(data: DataConfig, task: TaskSpec) -> SweepData:
-    n = data.n_train + data.n_val + data.n_test
-    x, y = sample_task(task, n, seed=data.seed)
-    cut = np.cumsum([data.n_train, data.n_val])
-    return _split(task.name, x, y, cut, true_mi(task), np.float32)
-
-
-def load_file(data: DataConfig) -> SweepData:
-    path = Path(data.path)
-    x, y = read_arrays(data, path)
-    x, y = validate_sample(x, y, min_samples=6)
-    order = np.random.default_rng(data.seed).permutation(len(x))
-    x, y = x[order], y[order]
-    n_test, n_val = round(len(x) * data.test_fraction), round(len(x) * data.val_fraction)
-    if min(n_test, n_val, len(x) - n_test - n_val) < 2:
-        raise DataError(f"{path.name}: {len(x)} samples are too few to split into train, validation and test")
-    cut = np.cumsum([len(x) - n_val - n_test, n_val])
-    return _split(path.stem, x, y, cut, None, np.float64)
+    """``task`` for a benchmark sweep, else ``data.path``; a task's samples stay float32, a file's float64."""
+    if task is not None:
+        x, y = sample_task(task, data.n_train + data.n_val + data.n_test, seed=data.seed)
+        label, cut, truth, dtype = task.name, np.cumsum([data.n_train, data.n_val]), true_mi(task), np.float32
+    else:
+        path = Path(data.path)
+        x, y = validate_sample(*read_arrays(data, path), min_samples=6)
+        order = np.random.default_rng(data.seed).permutation(len(x))
+        x, y = x[order], y[order]
+        n_test, n_val = round(len(x) * data.test_fraction), round(len(x) * data.val_fraction)
+        if min(n_test, n_val, len(x) - n_test - n_val) < 2:
+            raise DataError(f"{path.name}: {len(x)} samples are too few to split into train, validation and test")
+        label, cut, truth, dtype = path.stem, np.cumsum([len(x) - n_val - n_test, n_val]), None, np.float64
+    parts = []
+    for name, xs, ys in zip(("train", "val", "test"), np.split(x, cut), np.split(y, cut), strict=True):
+        try:
+            xs, ys = validate_sample(xs, ys, min_samples=2)
+        except DataError as exc:
+            raise DataError(f"{label} {name} set: {exc}") from None
+        parts += [xs.astype(dtype), ys.astype(dtype)]
+    return SweepData(label, *parts, truth)
 
 
 def read_arrays(data: DataConfig, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -86,16 +77,3 @@ def read_arrays(data: DataConfig, path: Path) -> tuple[np.ndarray, np.ndarray]:
         return frame[list(data.x_columns)].to_numpy(np.float64), frame[list(data.y_columns)].to_numpy(np.float64)
     except (TypeError, ValueError):
         raise DataError(f"{path.name}: the x and y columns must be numeric") from None
-
-
-def _split(label: str, x: np.ndarray, y: np.ndarray, cut, truth: float | None, dtype: type) -> SweepData:
-    """Benchmark samples stay float32 as drawn; user data keeps float64 (large offsets)."""
-    parts = []
-    splits = zip(np.split(x, cut), np.split(y, cut), strict=True)
-    for name, (xs, ys) in zip(("train", "val", "test"), splits, strict=True):
-        try:
-            xs, ys = validate_sample(xs, ys, min_samples=2)
-        except DataError as exc:
-            raise DataError(f"{label} {name} set: {exc}") from None
-        parts += [xs.astype(dtype), ys.astype(dtype)]
-    return SweepData(label, *parts, truth)

@@ -1,15 +1,9 @@
 """Label-free sweep objectives: scores of a trial's reports that should rank trials by true error.
 
-Each objective scores the latest report of a trial from the reports so far (so a trial can
-report it as it trains, and ASHA, Optuna and the checkpoint ranking all read the same
-number). Lower is better. ``benchmarks/selection.py`` measures how well each one ranks trials
-by |error| on a panel of tasks with known MI.
-
-The default, ``val_nll_x_given_y``, is the held-out NLL bound of x given y alone. The direct
-estimate is I + KL_x − KL_x|y: ``val_loss`` (the sum of both bounds) also rewards a better
-*unconditional* model, which lowers KL_x and so pulls the estimate down whenever the
-conditional one lags; the conditional bound scores the model that carries the information.
-On the panel it had the lowest mean regret; adding |direct − orthogonal| did not help.
+Each scores the latest report from those so far (ASHA, Optuna and the checkpoint ranking read the same
+number); lower is better, and ``benchmarks/selection.py`` measures how well each ranks. The default, the
+held-out NLL of x given y, scores the model that carries the information: as the estimate is
+I + KL_x − KL_x|y, ``val_loss`` also rewards a better unconditional model.
 """
 
 from __future__ import annotations
@@ -19,15 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 Report = Mapping[str, Any]
+MODE = "min"  # every objective here is minimised
 STABILITY_WINDOW = 3
-OBJECTIVE_INPUTS = (
-    "val_loss",
-    "val_nll_x",
-    "val_nll_x_given_y",
-    "mi",
-    "mi_orthogonal",
-    "mi_stderr",
-    "mi_orthogonal_stderr",
+OBJECTIVE_INPUTS = (  # the held-out NLL bounds, and both MI forms with their standard errors
+    *("val_loss", "val_nll_x", "val_nll_x_given_y"),
+    *("mi", "mi_orthogonal", "mi_stderr", "mi_orthogonal_stderr"),
 )
 
 
@@ -56,9 +46,7 @@ def stability(history: Sequence[Report]) -> float:
     return max(window) - min(window)
 
 
-Objective = Callable[[Sequence[Report]], float]
-
-CANDIDATES: dict[str, Objective] = {
+CANDIDATES: dict[str, Callable[[Sequence[Report]], float]] = {
     "val_loss": lambda h: _get(h[-1], "val_loss"),
     "val_nll_x_given_y": lambda h: _get(h[-1], "val_nll_x_given_y"),
     "disagreement": lambda h: disagreement(h[-1]),
@@ -74,9 +62,7 @@ DEFAULT_OBJECTIVE = "val_nll_x_given_y"
 
 def score(history: Sequence[Report], name: str) -> float:
     """The objective ``name`` of the latest report in ``history`` (NaN when not yet defined)."""
-    if not history:
-        return math.nan
-    return float(CANDIDATES[name](history))
+    return float(CANDIDATES[name](history)) if history else math.nan
 
 
 def trial_scores(reports: Sequence[Report], name: str) -> tuple[float, Report] | None:

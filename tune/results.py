@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from dmi.config import EstimatorConfig
 from tune.data import SweepData
-from tune.objectives import CANDIDATES
-from tune.summary import clean, diverged, ranking_quality, status_counts
+from tune.objectives import CANDIDATES, MODE
+from tune.summary import clean, diverged, ranking_quality
 from tune.trainable import CHECKPOINT_FILE
 
 
@@ -18,18 +19,24 @@ def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def distinct_reports(frame, folder: str | None = None) -> int:
-    """Reports a trial made: a trial resumed after a killed driver may repeat one in its progress file.
+def _trial_id(result: Any) -> str:
+    return (result.metrics or {}).get("trial_id") or Path(result.path).name
 
-    The iterations of the in-memory frame and of the trial's ``progress.csv`` on disk are
-    counted together: after a driver restore the frame of a resumed trial can miss a report
-    that the file, written across both runs, holds.
-    """
-    if "training_iteration" not in frame:
-        return len(frame)
+
+def best_report(frame: Any, name: str, *also: str) -> Any:
+    """The report (a frame row) with the lowest finite ``name``, among those where ``also`` are known."""
+    if frame is None or name not in frame:
+        return None
+    scored = frame[frame[[name, *also]].notna().all(axis=1)]
+    scored = scored[scored[name].map(math.isfinite)]
+    return None if scored.empty else scored.loc[scored[name].idxmin()]
+
+
+def distinct_reports(frame: Any, folder: str) -> int:
+    """Reports a trial made, over the frame and ``progress.csv`` (a restored frame may miss one, a retry repeat one)."""
     seen = set(frame["training_iteration"].dropna().astype(int))
-    progress = Path(folder, "progress.csv") if folder else None
-    if progress is not None and progress.is_file() and progress.stat().st_size:
+    progress = Path(folder, "progress.csv")
+    if progress.is_file() and progress.stat().st_size:
         import pandas as pd
 
         try:
@@ -40,81 +47,48 @@ def distinct_reports(frame, folder: str | None = None) -> int:
     return len(seen)
 
 
-def trial_rows(grid, objective: str) -> list[dict[str, Any]]:
+def trial_rows(grid: Any, objective: str) -> list[dict[str, Any]]:
     """One row per trial with the metrics of its best report (by the objective)."""
     rows = []
     for result in grid:
         frame = result.metrics_dataframe
         reports = 0 if frame is None or frame.empty else distinct_reports(frame, result.path)
         status = "ERROR" if result.error else ("TERMINATED" if reports else "NOT_RUN")
-        row: dict[str, Any] = {
-            "trial_id": (result.metrics or {}).get("trial_id") or Path(result.path).name,
-            "status": status,
-            "reports": reports,
-            "config": dict(result.config or {}),
-            "objective": None,
-            "val_loss": None,
-            "mi": None,
-        }
+        row = {"trial_id": _trial_id(result), "status": status, "reports": reports, "config": dict(result.config or {})}
+        row.update(dict.fromkeys(("objective", "val_loss", "mi")))
         if diverged(result.metrics):  # ended by its trainable, not retried: see tune.trainable
             row.update(status="DIVERGED", failure=result.metrics.get("failure"))
-        if reports and objective in frame:
-            scored = frame[frame[objective].notna()]
-            if not scored.empty:
-                best = scored.loc[scored[objective].idxmin()]
-                for key in ("val_loss", "mi", "mi_orthogonal", "mi_stderr", "abs_error"):
-                    if key in best:
-                        row[key] = _finite(best[key])
-                row["objective"] = _finite(best[objective])
-                row["best_report"] = int(best["training_iteration"])
+        best = best_report(frame, objective) if reports else None
+        if best is not None:
+            keys = ("val_loss", "mi", "mi_orthogonal", "mi_stderr", "abs_error")
+            row.update({key: _finite(best[key]) for key in keys if key in best})
+            row.update(objective=_finite(best[objective]), best_report=int(best["training_iteration"]))
         rows.append(row)
     return rows
 
 
-def label_free_ranking(grid, objective: str) -> dict[str, Any]:
-    """How well label-free objectives ranked this sweep's trials by true error (benchmark sweeps only).
+def label_free_ranking(grid: Any, objective: str) -> dict[str, Any]:
+    """How well the objective, and every candidate reported, ranked the trials by true error at their best report."""
+    trials = [(_trial_id(r), (r.config or {}).get("architecture"), r.metrics_dataframe) for r in grid]
+    trials = [t for t in trials if t[2] is not None and not t[2].empty and "abs_error" in t[2]]
 
-    Per trial, its best report by an objective and the true error there; then, as
-    ``ranking_quality``, Spearman and regret, for the sweep's objective (top level, with one
-    point per trial for the plot) and for every candidate the trials reported.
-    """
-    frames = []
-    for result in grid:
-        frame = result.metrics_dataframe
-        if frame is not None and not frame.empty and "abs_error" in frame:
-            trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
-            frames.append((trial_id, (result.config or {}).get("architecture"), frame))
+    def points(name: str) -> list[tuple[str, Any, float, float]]:
+        best = [(t, a, best_report(frame, name, "abs_error")) for t, a, frame in trials]
+        return [(t, a, float(b[name]), float(b["abs_error"])) for t, a, b in best if b is not None]
 
-    def best_reports(name: str) -> list[tuple[str, Any, float, float]]:
-        out = []
-        for trial_id, arch, frame in frames:
-            if name not in frame:
-                continue
-            scored = frame[frame[name].notna() & frame["abs_error"].notna()]
-            scored = scored[scored[name].map(math.isfinite)]
-            if not scored.empty:
-                best = scored.loc[scored[name].idxmin()]
-                out.append((trial_id, arch, float(best[name]), float(best["abs_error"])))
-        return out
-
-    chosen = best_reports(objective)
+    chosen = points(objective)
     ranking: dict[str, Any] = {"objective": objective, **ranking_quality([(v, e) for *_, v, e in chosen])}
     ranking["points"] = [{"trial_id": t, "architecture": a, "objective": v, "abs_error": e} for t, a, v, e in chosen]
     ranking["candidates"] = {
-        name: ranking_quality([(v, e) for *_, v, e in best_reports(name)])
+        name: ranking_quality([(v, e) for *_, v, e in points(name)])
         for name in CANDIDATES
-        if any(name in frame for *_, frame in frames)
+        if any(name in frame for *_, frame in trials)
     }
     return ranking
 
 
 def defaults_estimate(data: SweepData, base: EstimatorConfig, n_logsnr: int) -> dict[str, Any]:
-    """What the sweep did not search gives: ``base`` (the library defaults under the sweep's fixed
-    ``estimator:`` settings) trained on the training rows, selected on the validation rows and
-    estimated on the test rows, as the sweep's pick is.
-
-    One torch thread: the trials are done, but other work may share the machine.
-    """
+    """What the sweep did not search gives: ``base`` trained (one torch thread) and estimated on the pick's rows."""
     import torch
 
     from dmi.training import fit
@@ -137,54 +111,45 @@ def defaults_estimate(data: SweepData, base: EstimatorConfig, n_logsnr: int) -> 
     return out
 
 
-def final_estimate(grid, objective: str, data: SweepData, n_logsnr: int) -> dict[str, Any]:
+def final_estimate(grid: Any, objective: str, data: SweepData, n_logsnr: int) -> dict[str, Any]:
     """Best trial by the objective → its best kept checkpoint → MI on the held-out test set."""
     from dmi.diagnostics import diagnose
     from dmi.training import load_module
 
-    best = grid.get_best_result(metric=objective, mode="min", scope="all", filter_nan_and_inf=True)
-    checkpoint = best.get_best_checkpoint(metric=objective, mode="min") or best.checkpoint
+    best = grid.get_best_result(metric=objective, mode=MODE, scope="all", filter_nan_and_inf=True)
+    checkpoint = best.get_best_checkpoint(metric=objective, mode=MODE) or best.checkpoint
     if checkpoint is None:
         raise RuntimeError(f"the best trial ({best.path}) kept no checkpoint")
     with checkpoint.as_directory() as folder:
         module = load_module(Path(folder) / CHECKPOINT_FILE)
     est = module.estimate(data.x_test, data.y_test, n_logsnr=n_logsnr, seed=0)
     spectrum = module.spectrum(data.x_test, data.y_test, seed=0)
-    selection = checkpoint_selection(best, checkpoint)
-    estimate = est.as_dict()
     out: dict[str, Any] = {
         "best_trial_id": best.metrics.get("trial_id"),
         "best_trial_path": best.path,
         "best_checkpoint": checkpoint.path,
         "best_config": dict(best.config),
         "best_estimator_config": module.cfg.as_dict(),
-        "final_estimate": estimate,
-        "final_diagnostics": diagnose(est, selection, spectrum),
-        # Where along the noise levels the final estimate's MI lives (dmi.spectrum).
-        "final_spectrum": spectrum.as_dict(),
-        # The test rows against the validation rows the weights were selected on (dmi.domain).
-        "final_domain": module.check_domain(data.x_test, data.y_test).as_dict(),
+        "final_estimate": est.as_dict(),
+        "final_diagnostics": diagnose(est, checkpoint_selection(best, checkpoint), spectrum),
+        "final_spectrum": spectrum.as_dict(),  # where along the noise levels the MI lives
+        "final_domain": module.check_domain(data.x_test, data.y_test).as_dict(),  # test rows vs validation rows
         "true_mi": data.true_mi,
     }
     if data.true_mi is not None:
-        out["abs_error"] = abs(estimate["mi"] - data.true_mi)
-        out["abs_error_orthogonal"] = abs(estimate["mi_orthogonal"] - data.true_mi)
+        out["abs_error"] = abs(out["final_estimate"]["mi"] - data.true_mi)
+        out["abs_error_orthogonal"] = abs(out["final_estimate"]["mi_orthogonal"] - data.true_mi)
     return out
 
 
-def checkpoint_selection(result, checkpoint):
-    """How the final weights were chosen: the best report's step, of all the trial trained.
-
-    The sweep selects by the lowest reported objective (as Tune's checkpoint ranking does),
-    so the selected step is that report's, not the trial's own paired-SE choice.
-    """
+def checkpoint_selection(result: Any, checkpoint: Any) -> Any:
+    """How the final weights were chosen: the best report's step (as Tune ranks checkpoints; not the trial's pick)."""
     from dmi.selection import SelectionReport
 
     chosen = next((m for c, m in result.best_checkpoints if c.path == checkpoint.path), result.metrics)
-    last = result.metrics or {}
     if "trained_steps" not in chosen:
         return None
-    frame = result.metrics_dataframe
+    last, frame = result.metrics or {}, result.metrics_dataframe
     history = []
     if frame is not None and "trained_steps" in frame:
         history = [(int(a), float(b)) for a, b in zip(frame["trained_steps"], frame["val_loss"], strict=True)]
@@ -219,7 +184,7 @@ def build_summary(
         "state": state,
         "objective": config["objective"],
         "data": data.describe(),
-        "trial_counts": status_counts([r["status"] for r in rows]),
+        "trial_counts": dict(sorted(Counter(r["status"] for r in rows).items())),
         "n_trials": len(rows),
         **(best or {}),
         "best_metrics": best_row,

@@ -1,8 +1,4 @@
-"""Where sweeps live: a local folder (made absolute) or a storage URI such as ``s3://bucket/sweeps``.
-
-Trials run with their working directory set to their own folder, so every local path is
-resolved before anything starts.
-"""
+"""Where sweeps live: a local folder (made absolute: trials run in their own folders) or a URI such as ``s3://``."""
 
 from __future__ import annotations
 
@@ -11,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tune.summary import write_summary
+from dmi.tempfiles import atomic_path
 
 DEFAULT_STORAGE = "./ray_results"
 
@@ -44,13 +40,15 @@ def read_json(location: str) -> dict[str, Any] | None:
 
 
 def write_json(location: str, value: dict[str, Any]) -> None:
-    """Atomic locally (temp file + rename); one PUT on an object store (atomic there too)."""
+    """Atomic locally (temp file + rename), one PUT on an object store; numpy scalars as numbers, the rest as text."""
+    text = json.dumps(value, indent=2, default=lambda v: v.item() if hasattr(v, "item") else str(v)) + "\n"
     if not is_uri(location):
-        write_summary(location, value)
+        with atomic_path(location) as tmp:
+            tmp.write_text(text)
         return
     import pyarrow.fs as pafs
 
     fs, path = pafs.FileSystem.from_uri(location)
     fs.create_dir(os.path.dirname(path), recursive=True)
     with fs.open_output_stream(path) as stream:
-        stream.write(json.dumps(value, indent=2, default=str).encode())
+        stream.write(text.encode())

@@ -17,6 +17,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from dmi.config import EstimatorConfig
+from dmi.errors import UsageError
 
 # Not part of what is trained: the budget, and the estimation grids.
 NOT_HASHED = ("max_steps", "n_logsnr", "val_n_logsnr")
@@ -49,7 +50,6 @@ def stored_selection(path: Path):
 def _load(path: Path) -> dict[str, Any]:
     import torch
 
-    from dmi.cli import UsageError
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

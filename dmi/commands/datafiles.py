@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dmi.errors import UsageError
+
 TABLE_SUFFIXES = (".csv", ".parquet")
 SUFFIXES = (".npz", *TABLE_SUFFIXES)
 
@@ -26,7 +28,6 @@ class Sample:
 
 
 def _error(message: str) -> Exception:
-    from dmi.cli import UsageError
 
     return UsageError(message)
 
@@ -95,7 +96,6 @@ def _read_table(path: Path, suffix: str, wanted: list[str]):
 
 
 def _load_npz(path: Path, x_names: Sequence[str] | None, y_names: Sequence[str] | None) -> Sample:
-    from dmi.cli import UsageError
 
     names = []
     for option, given, default in (("--x", x_names, "x"), ("--y", y_names, "y")):

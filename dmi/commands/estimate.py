@@ -17,6 +17,7 @@ from pathlib import Path
 
 from dmi.commands.options import add_estimator_options, check_common
 from dmi.config import TEST_FRACTION
+from dmi.errors import EXIT_FAILED, UsageError
 
 HELP = "Estimate I(X;Y) of your own sample from a .npz, .csv or .parquet file."
 
@@ -71,7 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dmi.api import DiffusionMI
-    from dmi.cli import UsageError
     from dmi.commands.datafiles import load_sample
     from dmi.commands.options import check_tensorboard, resolve_config
     from dmi.data import validate_sample
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                 module, trainer = _fit(cfg, args, split, [])
         except FloatingPointError as exc:  # not bad input: a failed run (exit 1)
             print(f"dmi: error: {exc}; try a lower --learning_rate", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
         train_seconds = time.perf_counter() - start
         est = module.estimate(x_test, y_test, seed=cfg.seed)
         spectrum = module.spectrum(x_test, y_test, seed=cfg.seed)

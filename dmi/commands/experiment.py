@@ -43,13 +43,9 @@ class Experiment:
 
 def plan_experiment(args: argparse.Namespace, task_type: str, dim: int, strength: float) -> Experiment:
     """Validate one configuration and name its checkpoint; reads nothing but a checkpoint's step count."""
-    from dmi.cli import UsageError
     from dmi.commands.checkpoints import checkpoint_path, config_hash
 
-    try:
-        spec = TaskSpec(task_type, dim, strength)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+    spec = TaskSpec(task_type, dim, strength)  # refuses a bad task with a ConfigError (exit 2)
     cfg, budget = resolve_config(args, dim, args.train_sample_num, original_defaults=True)
     data = {"task": spec.name, "train_sample_num": args.train_sample_num, "test_num": args.test_num}
     digest = config_hash(cfg, data)
@@ -143,10 +139,7 @@ def make_record(
         "max_steps": cfg.max_steps,
         "trained_steps": trained,
         "n_logsnr": cfg.n_logsnr,
-        "logsnr_range": [
-            cfg.logsnr_loc - cfg.logsnr_clip * cfg.logsnr_scale,
-            cfg.logsnr_loc + cfg.logsnr_clip * cfg.logsnr_scale,
-        ],
+        "logsnr_range": list(cfg.logsnr_range),
         "nll_x": est.nll_x,
         "nll_x_given_y": est.nll_x_given_y,
         "diagnostics": diag or {},

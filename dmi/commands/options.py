@@ -4,17 +4,19 @@ The original ``main.py`` names are kept. Options left unset are resolved per con
 (per task dimension and training-set size), never written back into ``args``: the original
 did that in ``--run_all``, so every dimension after the first kept dim 3's defaults.
 Fields of ``EstimatorConfig`` without a named option here get one generated from the
-dataclass, so a new field reaches the command line without touching this file.
+dataclass, so a new field reaches the command line without touching this file. Every
+field's option help starts with the field's ``metadata["help"]`` (``field_option_help``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from dataclasses import dataclass
 
-from dmi.config import EstimatorConfig
+from dmi.checks import positive_number_problem
+from dmi.config import EstimatorConfig, field_help
+from dmi.errors import UsageError
 from dmi.threads import DEFAULT_THREADS
 
 # Fields with a hand-written option below (original names); the rest are generated.
@@ -39,6 +41,15 @@ NAMED_FIELDS = frozenset(
 ORIGINAL_MODEL_DIM = 64
 
 
+def field_option_help(name: str, default: str = "%(default)s", note: str = "") -> str:
+    """The help of a field's option: its ``metadata["help"]``, then ``note``, then its default in brackets.
+
+    ``default`` and ``note`` are argparse help text (``%(default)s`` expands, ``%%`` is a percent sign).
+    """
+    text = field_help(name).replace("%", "%%")
+    return f"{text}{'; ' + note if note else ''} (default {default})"
+
+
 @dataclass(frozen=True)
 class Budget:
     """The training length of one configuration: steps, and epochs when given in epochs."""
@@ -60,7 +71,7 @@ def add_estimator_options(parser: argparse.ArgumentParser, *, original_defaults:
         "--arch",
         default=None,
         metavar="unified|moe",
-        help="denoiser architecture; clearer synonym of --use_moe (default unified)",
+        help=field_option_help("architecture", lib.architecture, "a clearer synonym of --use_moe"),
     )
     est.add_argument("--use_moe", action="store_true", help="mixture of experts split at --snr_threshold")
     est.add_argument(
@@ -68,58 +79,60 @@ def add_estimator_options(parser: argparse.ArgumentParser, *, original_defaults:
         type=float,
         metavar="A",
         default=lib.snr_threshold,
-        help="log-SNR where the MoE hands over between experts (default %(default)s)",
+        help=field_option_help("snr_threshold"),
     )
     model_dim = ORIGINAL_MODEL_DIM if original_defaults else lib.model_dim
-    est.add_argument(
-        "--model_dim", type=int, metavar="N", default=model_dim, help="hidden width (default %(default)s)"
-    )
+    est.add_argument("--model_dim", type=int, metavar="N", default=model_dim, help=field_option_help("model_dim"))
     est.add_argument(
         "--logsnr_loc",
         type=float,
         metavar="A",
         default=lib.logsnr_loc,
-        help="log-SNR proposal location (default %(default)s; the original's was 2)",
+        help=field_option_help("logsnr_loc", note="the original's was 2"),
     )
     est.add_argument(
         "--logsnr_scale",
         type=float,
         metavar="S",
         default=lib.logsnr_scale,
-        help="log-SNR proposal scale (default %(default)s; the original's was 3)",
+        help=field_option_help("logsnr_scale", note="the original's was 3"),
     )
     est.add_argument(
         "--logsnr_clip",
         type=float,
         metavar="C",
         default=lib.logsnr_clip,
-        help=f"range = loc ± clip·scale (default %(default)s: {default_range()}; the original's "
-        "2/3/4 gives [-10, 14] and loses up to 0.98 nats at 14.5 nats, see `dmi oracle`)",
+        help=field_option_help(
+            "logsnr_clip",
+            f"%(default)s: {default_range()}",
+            "the original's 2/3/4 gives [-10, 14] and loses up to 0.98 nats at 14.5 nats, see `dmi oracle`",
+        ),
     )
     est.add_argument(
         "--preprocess",
         default=lib.preprocess,
         metavar="rescale|rank_gauss|none",
-        help="rescale = standardise with training-set statistics; rank_gauss = map each coordinate through "
-        "its training quantiles to a standard normal (MI-preserving, tames heavy tails) (default %(default)s)",
+        help=field_option_help("preprocess"),
     )
     est.add_argument(
         "--seed",
         type=int,
         metavar="N",
         default=lib.seed,
-        help="data sampling/split and training seed (default %(default)s)",
+        help=field_option_help("seed"),
     )
 
     tr = parser.add_argument_group("training")
     if original_defaults:
-        lr_help = "default: 1e-3 if dim <= 5 else 2e-3 (the original's)"
-        batch_help = "default: 128 if dim <= 5 else 256 (the original's)"
+        lr_help = field_option_help("learning_rate", "1e-3 if dim <= 5 else 2e-3, the original's")
+        batch_help = field_option_help("batch_size", "128 if dim <= 5 else 256, the original's")
         epochs_help = "default: 500 if dim <= 5 else 750 (the original's)"
+        steps_default = "--max_epochs × training steps per epoch"
     else:
-        lr_help = f"default {lib.learning_rate:g}"
-        batch_help = f"default {lib.batch_size}"
+        lr_help = field_option_help("learning_rate", f"{lib.learning_rate:g}")
+        batch_help = field_option_help("batch_size", f"{lib.batch_size}")
         epochs_help = f"default: --max_steps {lib.max_steps}"
+        steps_default = f"{lib.max_steps}"
     tr.add_argument("--learning_rate", type=float, metavar="LR", default=None, help=lr_help)
     tr.add_argument("--batch_size", type=int, metavar="N", default=None, help=batch_help)
     tr.add_argument(
@@ -130,7 +143,11 @@ def add_estimator_options(parser: argparse.ArgumentParser, *, original_defaults:
         help=f"passes over the training set, converted to steps; {epochs_help}",
     )
     tr.add_argument(
-        "--max_steps", type=int, metavar="N", default=None, help="training steps; overrides --max_epochs"
+        "--max_steps",
+        type=int,
+        metavar="N",
+        default=None,
+        help=field_option_help("max_steps", steps_default, "overrides --max_epochs"),
     )
     tr.add_argument(
         "--val_interval",
@@ -139,9 +156,12 @@ def add_estimator_options(parser: argparse.ArgumentParser, *, original_defaults:
         type=int,
         metavar="N",
         default=None,
-        help=f"evaluate the held-out NLL (and MI, cheap {lib.val_n_logsnr}-node grid) every N steps on the "
-        f"validation split of the training set, never the test set; early stopping and selection use it "
-        "(default: 200, raised where evaluation would cost over 10 %% of training)",
+        help=field_option_help(
+            "val_interval",
+            "200, raised where evaluation would cost over 10 %% of training",
+            f"evaluated (with MI on a cheap {lib.val_n_logsnr}-node grid) on the validation split of the "
+            "training set, never the test set",
+        ),
     )
     tr.add_argument(
         "--test_batch_size",
@@ -150,10 +170,8 @@ def add_estimator_options(parser: argparse.ArgumentParser, *, original_defaults:
         default=1000,
         help="accepted for compatibility; estimation sizes its own chunks (default %(default)s)",
     )
-    tr.add_argument("--use_ema", action="store_true", help="estimate with exponential moving-average weights")
-    tr.add_argument(
-        "--ema_decay", type=float, metavar="D", default=lib.ema_decay, help="EMA decay (default %(default)s)"
-    )
+    tr.add_argument("--use_ema", action="store_true", help=field_option_help("use_ema", "off"))
+    tr.add_argument("--ema_decay", type=float, metavar="D", default=lib.ema_decay, help=field_option_help("ema_decay"))
     tr.add_argument(
         "--tensorboard",
         default=None,
@@ -181,25 +199,27 @@ def add_estimator_options(parser: argparse.ArgumentParser, *, original_defaults:
                 option,
                 action=argparse.BooleanOptionalAction,
                 default=None,
-                help=f"default {'on' if default else 'off'}",
+                help=field_option_help(field.name, "on" if default else "off"),
             )
         else:
             metavar = {int: "N", float: "X"}.get(type(default), "VALUE")
             adv.add_argument(
-                option, type=type(default), default=None, metavar=metavar, help=f"default {default!r}"
+                option,
+                type=type(default),
+                default=None,
+                metavar=metavar,
+                help=field_option_help(field.name, f"{default!r}".replace("%", "%%")),
             )
 
 
 def default_range() -> str:
     """The library's default log-SNR range, e.g. ``[-12, 24]`` (read, never copied)."""
-    lib = EstimatorConfig()
-    half = lib.logsnr_clip * lib.logsnr_scale
-    return f"[{lib.logsnr_loc - half:g}, {lib.logsnr_loc + half:g}]"
+    low, high = EstimatorConfig().logsnr_range
+    return f"[{low:g}, {high:g}]"
 
 
 def architecture(args: argparse.Namespace) -> str:
     """``--arch`` or ``--use_moe``; contradicting each other is an error."""
-    from dmi.cli import UsageError
 
     if args.arch is None:
         return "moe" if args.use_moe else "unified"
@@ -212,11 +232,10 @@ def architecture(args: argparse.Namespace) -> str:
 
 def check_positive(args: argparse.Namespace, *names: str) -> None:
     """Sizes and counts must be > 0 (None means unset and is allowed)."""
-    from dmi.cli import UsageError
 
     for name in names:
         value = getattr(args, name)
-        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        if value is not None and positive_number_problem(value):
             raise UsageError(f"--{name} must be > 0, got {value}")
 
 
@@ -296,7 +315,6 @@ def trainer_kwargs(args: argparse.Namespace, run_name: str) -> dict:
 
 def check_tensorboard(args: argparse.Namespace) -> None:
     """Refuse ``--tensorboard`` up front when neither tensorboard nor tensorboardX is installed."""
-    from dmi.cli import UsageError
 
     if not args.tensorboard:
         return

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
-import torch
+from dmi.errors import UsageError
 
 HELP = "Estimate MI of a multinormal task with the exact (oracle) denoisers: the range's own bias."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from dmi.commands.options import field_option_help
     from dmi.config import EstimatorConfig
 
     d = EstimatorConfig()
@@ -20,19 +20,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dim", type=int, default=3)
     parser.add_argument("--strength", type=float, default=2000)
-    parser.add_argument("--logsnr_loc", type=float, default=d.logsnr_loc)
-    parser.add_argument("--logsnr_scale", type=float, default=d.logsnr_scale)
-    parser.add_argument("--clip", type=float, default=d.logsnr_clip, help="range = loc ± clip·scale")
-    parser.add_argument("--n_logsnr", type=int, default=d.n_logsnr, help="log-SNR grid nodes per point")
+    parser.add_argument("--logsnr_loc", type=float, default=d.logsnr_loc, help=field_option_help("logsnr_loc"))
+    parser.add_argument("--logsnr_scale", type=float, default=d.logsnr_scale, help=field_option_help("logsnr_scale"))
+    parser.add_argument(
+        "--clip",
+        type=float,
+        default=d.logsnr_clip,
+        help=field_option_help("logsnr_clip", note="range = loc ± clip·scale"),
+    )
+    parser.add_argument("--n_logsnr", type=int, default=d.n_logsnr, help=field_option_help("n_logsnr"))
     parser.add_argument("--test_num", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmi.cli import UsageError
+    import numpy as np
+    import torch
+
+    from dmi.config import EstimatorConfig
     from dmi.denoisers import GaussianDenoiser
-    from dmi.diffusion import LogSNRProposal
     from dmi.estimation import estimate_mi
     from dmi.tasks import TaskSpec, gaussian_covariance
 
@@ -41,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     if args.test_num < 2 or args.n_logsnr < 1:
         raise UsageError("--test_num must be >= 2 and --n_logsnr >= 1")
     spec = TaskSpec(args.task_type, args.dim, args.strength)
-    proposal = LogSNRProposal(args.logsnr_loc, args.logsnr_scale, args.clip)
+    # The range's checks and formula are the config's; a bad value is a ConfigError (exit 2).
+    proposal = EstimatorConfig(
+        logsnr_loc=args.logsnr_loc, logsnr_scale=args.logsnr_scale, logsnr_clip=args.clip
+    ).proposal()
     cov = gaussian_covariance(spec)
     # Float64 sampling from the exact covariance: bmi's float32 sampler shifts the
     # empirical MI of nearly singular tasks by a few hundredths of a nat.

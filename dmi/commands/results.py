@@ -10,20 +10,18 @@ reading, with a warning.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dmi.tempfiles import make_temp, new_file_mode
+from dmi.errors import UsageError
+from dmi.tempfiles import atomic_path, locked, new_file_mode
 
 
 def check_writable(path: Path) -> None:
     """Refuse a results path that cannot be written, before anything else is."""
-    from dmi.cli import UsageError
 
     if path.exists() and not path.is_file():
         raise UsageError(f"results file {path} exists and is not a regular file")
@@ -54,39 +52,16 @@ def read_records(path: Path, warn: bool = True) -> list[dict[str, Any]]:
     return records
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: the rename alone still keeps every line whole
-        yield
-        return
-    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """Append ``record`` as one line; the file is replaced whole, never left half written."""
     line = (json.dumps(record, allow_nan=True) + "\n").encode("utf-8")
     path = Path(path)
-    with _locked(path):
+    with locked(path):
         old = path.read_bytes() if path.exists() else b""
         if old and not old.endswith(b"\n"):
             old += b"\n"  # keep another tool's truncated line apart from ours
         mode = path.stat().st_mode & 0o777 if path.exists() else new_file_mode()
-        fd, tmp = make_temp(path)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(old + line)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
+        with atomic_path(path, mode=mode) as tmp, open(tmp, "wb") as handle:
+            handle.write(old + line)
+            handle.flush()
+            os.fsync(handle.fileno())

@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from dmi.checks import positive_number_problem
 from dmi.commands.options import (
     add_estimator_options,
     architecture,
@@ -19,6 +20,7 @@ from dmi.commands.options import (
     check_positive,
     default_range,
 )
+from dmi.errors import EXIT_FAILED, UsageError
 
 HELP = "Train on benchmark tasks (the original main.py's options) and append MI estimates to a JSONL file."
 GRID = {
@@ -120,7 +122,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def plan(args: argparse.Namespace) -> list:
     """Every configuration to run, fully validated; nothing is written here."""
-    from dmi.cli import UsageError
     from dmi.commands.experiment import plan_experiment
 
     check_common(args)
@@ -135,7 +136,7 @@ def plan(args: argparse.Namespace) -> list:
         dims, strengths, task_types = (getattr(args, name) or GRID[name] for name in GRID)
         for name, values in (("dims", dims), ("strengths", strengths)):
             for value in values:
-                if not value > 0:
+                if positive_number_problem(value):
                     raise UsageError(f"--{name} values must be > 0, got {value:g}")
         combos = [(t, d, s) for d in dims for s in strengths for t in task_types]
     else:
@@ -221,5 +222,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"{appended} result(s) appended to {results_path}")
     if failed:
         print(f"dmi: {failed} configuration(s) failed; rerun to retry them", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     return 0

@@ -260,7 +260,8 @@ def run_night(night: Night, ledger) -> None:
         wait_for(lambda: reported_since(night.experiment / trial, killed_at), 240, "the retried trial to report", first)
         night.mark("killed trial reported again")
         pids = session_pids(first.pid)
-        night.sockets = {p: (cmdline(p), listening_sockets([p])) for p in pids}
+        # A process that exits meanwhile reads as an empty command line: it listens on nothing any more.
+        night.sockets = {p: (cmdline(p), listening_sockets([p])) for p in pids if cmdline(p)}
         night.environments = {p: environment(p) for p in pids}
         wait_for(lambda: finished_and_mid_way(night.experiment), 240, "a finished and a mid-way trial", first)
         first.kill()

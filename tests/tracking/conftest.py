@@ -42,12 +42,14 @@ def task_data():
 @pytest.fixture(scope="session")
 def recorded(ray_session, task_data, tmp_path_factory):
     """The sweep run through Tune with the tracker's callback, then ``finish``-ed."""
-    from tune.tracking import SweepTracker
+    from tune.tracking.tracker import SweepTracker
 
     storage = tmp_path_factory.mktemp("storage")
     name = "tiny"
     config = tiny_sweep.sweep_config(name)
-    tracker = SweepTracker.create(None, str(storage), "dmi-tiny", name, config)
+    tracker = SweepTracker.create(
+        None, str(storage), "dmi-tiny", name, config, task=tiny_sweep.task(), true_mi=task_data["truth"]
+    )
     tracker.start(resumed=False)
     grid = tiny_sweep.run_tuner(storage, name, [tracker.tune_callback()], task_data)
     summary, checkpoint_dir = tiny_sweep.driver_summary(grid, task_data, config)

@@ -12,15 +12,17 @@ def champion_version(client: MlflowClient, name: str) -> str:
 
 
 def test_a_worse_sweep_registers_a_version_but_keeps_the_champion(recorded):
-    from tune.tracking import SweepTracker
+    from tune.tracking.tracker import SweepTracker
 
     client = MlflowClient(recorded.tracker.tracking_uri)
     name = recorded.outcome["model_name"]
     before = champion_version(client, name)
     worse = recorded.summary["best_metrics"]["objective"] + 1.0
-    tracker = SweepTracker.create(None, str(recorded.storage), "dmi-tiny", "tiny-worse", recorded.config)
+    tracker = SweepTracker.create(
+        None, str(recorded.storage), "dmi-tiny", "tiny-worse", recorded.config, **tiny_sweep.same_task(recorded)
+    )
     tracker.start(resumed=False)
-    summary = tiny_sweep.flat_summary(recorded.summary, objective_value=worse)  # the flat summary shape
+    summary = tiny_sweep.with_objective(recorded.summary, objective_value=worse)
     outcome = tracker.finish(summary, recorded.grid, recorded.checkpoint_dir, "FINISHED")
 
     assert outcome["model_name"] == name and outcome["model_version"] != before

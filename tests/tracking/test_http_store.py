@@ -13,9 +13,10 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
+import tiny_sweep
 from mlflow import MlflowClient
 
-from tune.tracking import SweepTracker
+from tune.tracking.tracker import SweepTracker
 
 
 def free_port() -> int:
@@ -52,7 +53,9 @@ def mlflow_server(tmp_path):
 def test_sweep_recorded_on_an_mlflow_server(recorded, mlflow_server, task_data, monkeypatch):
     import mlflow
 
-    tracker = SweepTracker.create(mlflow_server, str(recorded.storage), "dmi-http", "http", recorded.config)
+    tracker = SweepTracker.create(
+        mlflow_server, str(recorded.storage), "dmi-http", "http", recorded.config, **tiny_sweep.same_task(recorded)
+    )
     tracker.start(resumed=False)
     outcome = tracker.finish(recorded.summary, recorded.grid, recorded.checkpoint_dir, "FINISHED")
     client = MlflowClient(mlflow_server)

@@ -8,9 +8,9 @@ import pytest
 from mlflow import MlflowClient
 
 import tune.tracking.tracker as tracker_module
-from tune.tracking import SweepTracker
 from tune.tracking.runs import TrialRecorder
 from tune.tracking.sync import Journal
+from tune.tracking.tracker import SweepTracker
 
 
 class FakeTrial:
@@ -90,7 +90,12 @@ def test_outage_is_journaled_and_replayed_once_by_sync(recorded, tmp_path, monke
     assert list(live) == ["aaaa0001"] and steps(client, live["aaaa0001"]) == [1]
 
     outage.down = True
-    summary = {"objective": "val_loss", "objective_value": 1.5, "final_mi": 0.7, "best_trial_id": "aaaa0001"}
+    summary = {
+        "objective": "val_loss",
+        "best_metrics": {"objective": 1.5},
+        "final_estimate": {"mi": 0.7},
+        "best_trial_id": "aaaa0001",
+    }
     assert tracker.finish(summary, recorded.grid, recorded.checkpoint_dir, "FINISHED") is None
     records = journal.records()
     assert records[-1]["op"] == "finish" and len(records) == 5

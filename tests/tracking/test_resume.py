@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ray.cloudpickle
+import tiny_sweep
 from mlflow import MlflowClient
 
-from tune.tracking import SweepTracker
+from tune.tracking.tracker import SweepTracker
 
 
 class FakeTrial:
@@ -33,7 +34,9 @@ def test_rerun_reopens_the_parent_and_reuses_children_and_model_version(recorded
     model = recorded.outcome["model_name"]
     versions = len(client.search_model_versions(f"name = '{model}'"))
 
-    tracker = SweepTracker.create(None, str(recorded.storage), "dmi-tiny", name, recorded.config)
+    tracker = SweepTracker.create(
+        None, str(recorded.storage), "dmi-tiny", name, recorded.config, **tiny_sweep.same_task(recorded)
+    )
     assert tracker.start(resumed=True) == recorded.tracker.parent_run_id
     assert client.get_run(tracker.parent_run_id).data.tags["dmi.starts"] == "2"
 

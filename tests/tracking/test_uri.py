@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tune.tracking import SweepTracker, TrackingUnavailable
+from dmi.errors import TrackingUnavailable, UsageError
+from tune.tracking.tracker import SweepTracker
 from tune.tracking.uri import resolve_tracking_uri
 
 
@@ -58,7 +59,6 @@ def test_a_sqlite_store_that_cannot_be_created_is_refused(tmp_path):
 
 
 def test_report_on_a_store_without_the_sweep_is_a_usage_error(tmp_path, monkeypatch):
-    from tune.cli import UsageError
     from tune.commands import report
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

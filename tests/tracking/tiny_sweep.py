@@ -149,14 +149,17 @@ def driver_summary(result_grid, data: dict[str, Any], config: dict[str, Any]) ->
     return summary, best["best_checkpoint"]
 
 
-def flat_summary(summary: dict[str, Any], objective_value: float) -> dict[str, Any]:
-    """The same outcome in the flat shape the tracker also accepts (``final_mi``, ``gt_mi``, ...)."""
-    final = summary["final_estimate"]
-    return {
-        **{f"final_{key}": value for key, value in final.items() if key.startswith("mi")},
-        "gt_mi": summary["true_mi"],
-        "objective": summary["objective"],
-        "objective_value": objective_value,
-        "best_config": summary["best_config"],
-        "best_trial_id": summary["best_trial_id"],
-    }
+def with_objective(summary: dict[str, Any], objective_value: float) -> dict[str, Any]:
+    """The same outcome with its best trial's objective value replaced."""
+    return {**summary, "best_metrics": {**summary["best_metrics"], "objective": objective_value}}
+
+
+def task():
+    from dmi.tasks import TaskSpec
+
+    return TaskSpec(**TASK)
+
+
+def same_task(recorded: Any) -> dict[str, Any]:
+    """The task and truth of the recorded sweep, for another tracker of the same data."""
+    return {"task": recorded.tracker.task, "true_mi": recorded.tracker.true_mi}

@@ -102,7 +102,7 @@ def main() -> int:
     from ray.cluster_utils import Cluster
 
     from tune.config import parse_config
-    from tune.driver import run_sweep
+    from tune.sweep import run_sweep
 
     began = time.monotonic()
     head = {**HEAD, "include_dashboard": False, "_system_config": SYSTEM_CONFIG}

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from tune.results import trial_rows
-from tune.summary import ranking_quality, write_summary
+from tune.storage import write_json
+from tune.summary import ranking_quality
 
 
 def _result(trial_id, val_losses, error=None):
@@ -43,6 +44,7 @@ def test_ranking_measures_how_val_loss_orders_true_error() -> None:
 
 
 def test_summary_is_written_whole_or_not_at_all(tmp_path) -> None:
-    path = write_summary(tmp_path / "dmi_summary.json", {"state": "finished", "mi": np.float64(1.5)})
+    path = tmp_path / "dmi_summary.json"
+    write_json(str(path), {"state": "finished", "mi": np.float64(1.5)})
     assert json.loads(path.read_text()) == {"state": "finished", "mi": 1.5}
     assert [p.name for p in tmp_path.iterdir()] == ["dmi_summary.json"]

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from dmi.errors import UsageError
+from tune.storage import join, read_json, resolve_storage
+from tune.summary import SUMMARY_FILE
+
 HELP = "Print the best config and final MI estimates of a finished sweep (--json for the whole summary)."
 
 
@@ -15,10 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tune.cli import UsageError
     from tune.console import print_final
-    from tune.storage import join, read_json, resolve_storage
-    from tune.summary import SUMMARY_FILE
 
     root = resolve_storage(args.storage)
     summary = read_json(join(root, args.name, SUMMARY_FILE))
@@ -34,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
             continue
         config = ", ".join(f"{k}={v}" for k, v in sorted(entry["best_config"].items()))
         print(f"  best config: {config}")
-        print_final(entry if "final_estimate" in entry else {})
+        print_final(entry)
     return 0

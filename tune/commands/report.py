@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from dmi.errors import SweepNotFound, TrackingUnavailable, UsageError
+
 HELP = "Print a sweep's summary from MLflow (best trial, MI estimates, trial counts) and the UI command."
 
 
@@ -16,9 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tune.cli import UsageError
-    from tune.tracking.report import SweepNotFound, format_summary, sweep_summaries, sweep_tracking_uri
-    from tune.tracking.uri import TrackingUnavailable, check_store_exists
+    from tune.tracking.report import format_summary, sweep_summaries, sweep_tracking_uri
+    from tune.tracking.uri import check_store_exists
 
     try:
         uri = sweep_tracking_uri(args.name, args.storage, args.tracking_uri)
@@ -28,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps(summaries if len(summaries) > 1 else summaries[0], indent=2))
-        return 0
-    print("\n\n".join(format_summary(s) for s in summaries))
+    else:
+        print("\n\n".join(format_summary(s) for s in summaries))
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dmi.errors import UsageError
+
 HELP = "Run (or resume) the sweep described by a YAML config; the same command resumes after a crash."
 
 
@@ -21,15 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tune.cli import UsageError
+    from tune.cluster import enable_for_private_ray
     from tune.config import NAME_PATTERN, load_config
-    from tune.ray_auth import enable_for_private_ray
 
     cfg = load_config(args.config)
     enable_for_private_ray(args.address or cfg.ray.address)  # before anything imports ray
 
-    from tune.driver import run_sweep
     from tune.overnight import nightly_name, open_study_storage
+    from tune.sweep import run_sweep
 
     if args.name is not None and not NAME_PATTERN.match(args.name):
         raise UsageError(f"--name: must be letters, digits, _ . - (got {args.name!r})")

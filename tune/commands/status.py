@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+from dmi.errors import UsageError
+from tune.storage import join, read_json, resolve_storage
+from tune.summary import CONFIG_FILE, SUMMARY_FILE
+
 HELP = "Show where a sweep stands: trials by status, best so far, finished or not."
 
 
@@ -14,10 +18,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tune.cli import UsageError
-    from tune.storage import join, read_json, resolve_storage
-    from tune.summary import SUMMARY_FILE
-
     root = resolve_storage(args.storage)
     path = join(root, args.name)
     summary = read_json(join(path, SUMMARY_FILE))
@@ -39,9 +39,6 @@ def _is_experiment(path: str) -> bool:
 
 
 def describe(name: str, path: str) -> None:
-    from tune.storage import join, read_json
-    from tune.summary import CONFIG_FILE, SUMMARY_FILE
-
     summary = read_json(join(path, SUMMARY_FILE))
     if summary is not None:
         counts = ", ".join(f"{n} {s}" for s, n in (summary.get("trial_counts") or {}).items())
@@ -61,12 +58,8 @@ def describe(name: str, path: str) -> None:
     config = read_json(join(path, CONFIG_FILE)) or {}
     objective = config.get("objective", "val_loss")
     trials = ExperimentAnalysis(path).trials
-    counts = Counter(t.status for t in trials)
     best = [t.metric_analysis[objective]["min"] for t in trials if objective in (t.metric_analysis or {})]
-    planned = (config.get("search") or {}).get("num_samples", "?")
-    text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(Counter(t.status for t in trials).items()))
     line = f"{name}: not finished (running, or interrupted: `dmi-tune run` resumes it); "
-    line += f"{len(trials)}/{planned} trials ({text})"
-    if best:
-        line += f"; best {objective} so far {min(best):.4f}"
-    print(line)
+    line += f"{len(trials)}/{(config.get('search') or {}).get('num_samples', '?')} trials ({counts})"
+    print(line + (f"; best {objective} so far {min(best):.4f}" if best else ""))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dmi.errors import UsageError
+
 HELP = "Replay a sweep's MLflow journal (records queued while the tracking store was down); safe to repeat."
 
 
@@ -14,7 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tune.cli import UsageError
     from tune.storage import resolve_storage
     from tune.tracking.sync import pending_journals, sync_journal
     from tune.tracking.uri import absolute_uri, one_line
@@ -28,7 +29,6 @@ def run(args: argparse.Namespace) -> int:
         try:
             count = sync_journal(path, uri)
         except Exception as exc:  # noqa: BLE001 - the journal stays; the user retries later
-            message = f"{path}: tracking store still unavailable ({one_line(exc)}); journal kept"
-            raise UsageError(message) from None
+            raise UsageError(f"{path}: tracking store still unavailable ({one_line(exc)}); journal kept") from None
         print(f"{path}: {count} records replayed into MLflow")
     return 0

@@ -9,99 +9,60 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-from tune.tracking.runs import TAG_ROLE, TAG_SWEEP, TAG_TRIAL_STATUS, child_runs, quoted
-from tune.tracking.uri import is_http
+from dmi.errors import SweepNotFound
+from tune.tracking.runs import TAG_ROLE, TAG_SWEEP, child_runs, quoted, trial_status
+from tune.tracking.uri import is_http, resolve_tracking_uri
 
-ESTIMATE_KEYS = (
-    "final_mi",
-    "final_mi_stderr",
-    "final_mi_orthogonal",
-    "final_mi_orthogonal_stderr",
-    "gt_mi",
-    "abs_error",
-    "abs_error_orthogonal",
-    "objective_value",
-    "fidelity_spearman",
-    "fidelity_regret",
-    "defaults_abs_error",
-)
-
-
-class SweepNotFound(LookupError):
-    """No parent run carries this sweep name in the store."""
-
-
-def find_sweep_runs(client: MlflowClient, name: str) -> list:
-    """Parent runs of sweep ``name``; for a multi-task sweep, every parent run of its experiment."""
-    experiments = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
-    ids = [e.experiment_id for e in experiments]
-    sweep_filter = f"tags.`{TAG_ROLE}` = 'sweep'"
-    runs = []
-    if ids:
-        runs = client.search_runs(
-            ids,
-            filter_string=f"tags.`{TAG_SWEEP}` = {quoted(name)} and {sweep_filter}",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-    named = [e.experiment_id for e in experiments if e.name == name]
-    if not runs and named:
-        runs = client.search_runs(named, filter_string=sweep_filter, order_by=["tags.`dmi.sweep_name` ASC"])
-    if not runs:
-        raise SweepNotFound(f"no sweep named {name!r} in {client.tracking_uri}")
-    return runs
-
-
-def trial_status(run) -> str:
-    """finished / stopped_early / failed as recorded, else what MLflow's run status says."""
-    tagged = run.data.tags.get(TAG_TRIAL_STATUS)
-    if tagged:
-        return tagged
-    by_status = {"RUNNING": "running", "FAILED": "failed", "KILLED": "interrupted"}
-    return by_status.get(run.info.status, "finished")
+ESTIMATES = ("final_mi", "final_mi_stderr", "final_mi_orthogonal", "final_mi_orthogonal_stderr", "gt_mi")
+ERRORS = ("abs_error", "abs_error_orthogonal", "objective_value")
+FIDELITY = ("fidelity_spearman", "fidelity_regret", "defaults_abs_error")
+ESTIMATE_KEYS = ESTIMATES + ERRORS + FIDELITY  # the parent run's metrics a summary shows
 
 
 def sweep_summaries(tracking_uri: str, name: str) -> list[dict[str, Any]]:
+    """Best trial, final estimates, trial counts and model of sweep ``name`` (of each task's, for several)."""
     client = MlflowClient(tracking_uri)
-    return [sweep_summary(client, parent) for parent in find_sweep_runs(client, name)]
-
-
-def sweep_summary(client: MlflowClient, parent) -> dict[str, Any]:
-    """Best trial, final estimates, trial counts and model of one sweep, as plain values."""
-    tracking_uri = client.tracking_uri
-    sweep_name = parent.data.tags.get(TAG_SWEEP)
-    experiment = client.get_experiment(parent.info.experiment_id)
-    children = child_runs(client, parent.info.experiment_id, parent.info.run_id)
-    tags, metrics, params = parent.data.tags, parent.data.metrics, parent.data.params
-    best_config = {key[len("best.") :]: value for key, value in params.items() if key.startswith("best.")}
-    best_config.update({key[len("best.") :]: value for key, value in tags.items() if key.startswith("best.")})
-    return {
-        "sweep_name": sweep_name,
-        "tracking_uri": tracking_uri,
-        "experiment": experiment.name,
-        "experiment_id": experiment.experiment_id,
-        "parent_run_id": parent.info.run_id,
-        "status": parent.info.status,
-        "task": tags.get("dmi.task"),
-        "objective": tags.get("dmi.objective"),
-        "best_trial_id": tags.get("dmi.best_trial_id"),
-        "best_config": best_config,
-        "estimates": {key: metrics[key] for key in ESTIMATE_KEYS if key in metrics},
-        "trial_counts": dict(sorted(Counter(trial_status(run) for run in children).items())),
-        "model": {
-            "name": tags.get("dmi.model_name"),
-            "version": tags.get("dmi.model_version"),
-            "champion_version": tags.get("dmi.champion_version"),
-        },
-        "ui_command": ui_command(tracking_uri),
-    }
-
-
-def ui_command(tracking_uri: str) -> str:
-    """How to look at the store in a browser, bound to the local host only."""
+    experiments = client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+    ids, named = [e.experiment_id for e in experiments], [e.experiment_id for e in experiments if e.name == name]
+    parents = f"tags.`{TAG_ROLE}` = 'sweep'"
+    query = f"tags.`{TAG_SWEEP}` = {quoted(name)} and {parents}"
+    runs = client.search_runs(ids, query, order_by=["attributes.start_time DESC"], max_results=1) if ids else []
+    if not runs and named:  # a multi-task sweep: every parent run of its experiment
+        runs = client.search_runs(named, parents, order_by=["tags.`dmi.sweep_name` ASC"])
+    if not runs:
+        raise SweepNotFound(f"no sweep named {name!r} in {client.tracking_uri}")
     if is_http(tracking_uri):
-        return f"open {tracking_uri} in a browser (an MLflow server already serves the UI)"
-    return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)} --host 127.0.0.1 --port 5000"
+        ui = f"open {tracking_uri} in a browser (an MLflow server already serves the UI)"
+    else:  # bound to the local host only
+        ui = f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)} --host 127.0.0.1 --port 5000"
+    summaries = []
+    for parent in runs:
+        tags, metrics, info = parent.data.tags, parent.data.metrics, parent.info
+        experiment = client.get_experiment(info.experiment_id)
+        children = child_runs(client, info.experiment_id, info.run_id)
+        recorded = {**parent.data.params, **tags}  # a later finish that chose another best trial: tags
+        summary = {
+            "sweep_name": tags.get(TAG_SWEEP),
+            "tracking_uri": client.tracking_uri,
+            "experiment": experiment.name,
+            "experiment_id": experiment.experiment_id,
+            "parent_run_id": info.run_id,
+            "status": info.status,
+            "task": tags.get("dmi.task"),
+            "objective": tags.get("dmi.objective"),
+            "best_trial_id": tags.get("dmi.best_trial_id"),
+            "best_config": {k.removeprefix("best."): v for k, v in recorded.items() if k.startswith("best.")},
+            "estimates": {key: metrics[key] for key in ESTIMATE_KEYS if key in metrics},
+            "trial_counts": dict(sorted(Counter(trial_status(run) for run in children).items())),
+            "model": {
+                "name": tags.get("dmi.model_name"),
+                "version": tags.get("dmi.model_version"),
+                "champion_version": tags.get("dmi.champion_version"),
+            },
+            "ui_command": ui,
+        }
+        summaries.append(summary)
+    return summaries
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -117,8 +78,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         value = est.get("objective_value")
         objective = f"  {summary['objective']} = {value:.4g}" if value is not None else ""
         lines.append(f"best      trial {summary['best_trial_id']}{objective}")
-        for key, value in sorted(summary["best_config"].items()):
-            lines.append(f"            {key} = {value}")
+        lines.extend(f"            {key} = {value}" for key, value in sorted(summary["best_config"].items()))
     for label, key in (("direct", "final_mi"), ("orthogonal", "final_mi_orthogonal")):
         if key in est:
             stderr = est.get(f"{key}_stderr")
@@ -140,14 +100,9 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def sweep_tracking_uri(name: str, storage: str | None, explicit: str | None) -> str:
-    """The store a sweep was recorded in, resolved as the driver resolved it.
-
-    ``--tracking-uri`` > the ``tracking_uri`` of the config the driver saved with the
-    experiment > ``$MLFLOW_TRACKING_URI`` > ``mlflow.db`` in the storage folder.
-    """
+    """The store a sweep was recorded in, resolved as the driver did (with the config it saved)."""
     from tune.storage import join, read_json, resolve_storage
     from tune.summary import CONFIG_FILE
-    from tune.tracking.uri import resolve_tracking_uri
 
     root = resolve_storage(storage)
     saved = read_json(join(root, name, CONFIG_FILE)) or {}

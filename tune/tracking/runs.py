@@ -1,24 +1,22 @@
 """Parent and child runs, found again by tags so that a resumed or rerun sweep never duplicates them.
 
-A trial's life reaches MLflow as three kinds of plain records (``trial_start``,
-``trial_result``, ``trial_end``). Applying a record is idempotent: the child run is looked
-up by its trial id before one is created, metrics carry the timestamp taken when Tune
-reported them (the store drops exact duplicates), params are only ever re-logged with the
-value they already have. So a record can be retried or replayed from the journal safely.
+Trial records apply idempotently: child runs are looked up first, metrics carry Tune's report time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from tune.tracking.uri import artifact_root
 
 log = logging.getLogger(__name__)
 
@@ -26,67 +24,42 @@ TAG_SWEEP = "dmi.sweep_name"
 TAG_ROLE = "dmi.role"  # "sweep" on the parent, "trial" on children
 TAG_TRIAL_ID = "dmi.trial_id"
 TAG_TRIAL_STATUS = "dmi.trial_status"  # finished | stopped_early | failed
-TAG_ERROR = "dmi.error"
-TAG_ERROR_DETAIL = "dmi.error_detail"
-
-TRIAL_STATUSES = ("finished", "stopped_early", "failed")
-MAX_PARAM_VALUE = 6000  # MLflow's limit on a param value
-MAX_TAG_VALUE = 8000
+MAX_PARAM_VALUE, MAX_TAG_VALUE = 6000, 8000  # MLflow's limits on a value
 BATCH = 100  # MLflow's limit on params per log_batch
 
 
-@dataclass(frozen=True)
-class SweepRuns:
-    """Plain data naming a sweep's place in the store: travels in pickles and journal records."""
-
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str
-    sweep_name: str
-
-    def as_dict(self) -> dict[str, str]:
-        return dict(
-            tracking_uri=self.tracking_uri,
-            experiment_id=self.experiment_id,
-            parent_run_id=self.parent_run_id,
-            sweep_name=self.sweep_name,
-        )
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def flatten_params(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested mapping → ``{"a.b": "value"}``; lists and other values as JSON-ish text."""
-    flat: dict[str, str] = {}
+def flatten(values: Mapping[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:
+    """Nested mapping → ``{"a.b": value}`` (an empty mapping stays a value)."""
+    flat: dict[str, Any] = {}
     for key, value in values.items():
-        name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
-            flat.update(flatten_params(value, prefix=f"{name}."))
-            continue
-        if isinstance(value, str):
-            text = value
+            flat.update(flatten(value, sep, f"{prefix}{key}{sep}"))
         else:
-            try:
-                text = json.dumps(value, default=str)
-            except (TypeError, ValueError):
-                text = str(value)
-        flat[name] = text[:MAX_PARAM_VALUE]
+            flat[f"{prefix}{key}"] = value
     return flat
 
 
-def log_params_tolerant(client: MlflowClient, run_id: str, params: Mapping[str, str]) -> list[str]:
-    """Log params not yet on the run; return the keys already there with another value.
+def flatten_params(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """MLflow params: dotted names; strings as they are, other values as JSON."""
+    return {
+        key: (value if isinstance(value, str) else json.dumps(value, default=str))[:MAX_PARAM_VALUE]
+        for key, value in flatten(values, prefix=prefix).items()
+    }
 
-    Params are immutable in MLflow; a rerun whose value changed must not fail the sweep.
-    """
-    existing = client.get_run(run_id).data.params
-    conflicts = [key for key, value in params.items() if key in existing and existing[key] != value]
+
+def log_params(client: MlflowClient, run_id: str, values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Log the params not yet on the run; return those there with another value (immutable, not an error)."""
+    params, existing = flatten_params(values, prefix), client.get_run(run_id).data.params
     fresh = [Param(key, value) for key, value in params.items() if key not in existing]
     for start in range(0, len(fresh), BATCH):
         client.log_batch(run_id, params=fresh[start : start + BATCH])
-    return conflicts
+    return {key: value for key, value in params.items() if key in existing and existing[key] != value}
+
+
+def log_batch(client: MlflowClient, run_id: str, tags: dict, metrics: dict, stamp: int = 0, step: int = 0) -> None:
+    """Tags and metrics (at time ``stamp``, in ms, and ``step``) in one call."""
+    stamped = [Metric(key, float(value), int(stamp), int(step)) for key, value in metrics.items()]
+    client.log_batch(run_id, metrics=stamped, tags=[RunTag(key, value) for key, value in tags.items()])
 
 
 def quoted(value: str) -> str:
@@ -94,45 +67,46 @@ def quoted(value: str) -> str:
     return f'"{value}"' if "'" in value else f"'{value}'"
 
 
-def find_parent_run(client: MlflowClient, experiment_id: str, sweep_name: str) -> Run | None:
-    """The sweep's parent run in this experiment (the oldest, should there be several)."""
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{TAG_SWEEP}` = {quoted(sweep_name)} and tags.`{TAG_ROLE}` = 'sweep'",
-        order_by=["attributes.start_time ASC"],
-        max_results=10,
-    )
-    return runs[0] if runs else None
+def open_experiment(client: MlflowClient, name: str) -> str:
+    """The id of experiment ``name``, created (its files beside a sqlite database) or restored if need be."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        with contextlib.suppress(MlflowException):  # else created meanwhile by another driver
+            client.create_experiment(name, artifact_root(client.tracking_uri))
+        experiment = client.get_experiment_by_name(name)
+    elif experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
 
 
-def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Run]:
-    """All trial runs under a parent (paged: a sweep can have thousands)."""
-    runs: list[Run] = []
-    token = None
+def parent_run(client: MlflowClient, experiment_id: str, sweep_name: str) -> tuple[Run, bool]:
+    """The sweep's parent run (the oldest, should there be several) set running again, or a new one; created?"""
+    query = f"tags.`{TAG_SWEEP}` = {quoted(sweep_name)} and tags.`{TAG_ROLE}` = 'sweep'"
+    runs = client.search_runs([experiment_id], query, order_by=["attributes.start_time ASC"], max_results=1)
+    if runs:
+        client.update_run(runs[0].info.run_id, status="RUNNING")
+        return runs[0], False
+    tags = {TAG_SWEEP: sweep_name, TAG_ROLE: "sweep"}
+    return client.create_run(experiment_id, tags=tags, run_name=sweep_name), True
+
+
+def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str | None = None) -> list[Run]:
+    """The trial runs under a parent (or the one of ``trial_id``), oldest first; paged: there can be thousands."""
+    query = f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'"
+    if trial_id is not None:
+        query += f" and tags.`{TAG_TRIAL_ID}` = {quoted(trial_id)}"
+    runs, token = [], None
     while True:
-        page = client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'",
-            max_results=1000,
-            page_token=token,
-        )
+        page = client.search_runs([experiment_id], query, order_by=["attributes.start_time ASC"], page_token=token)
         runs.extend(page)
-        token = page.token
-        if not token:
+        if not (token := page.token):
             return runs
 
 
-def find_child_run(client: MlflowClient, sweep: SweepRuns, trial_id: str) -> Run | None:
-    runs = client.search_runs(
-        [sweep.experiment_id],
-        filter_string=(
-            f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{sweep.parent_run_id}'"
-            f" and tags.`{TAG_TRIAL_ID}` = {quoted(trial_id)}"
-        ),
-        order_by=["attributes.start_time ASC"],
-        max_results=10,
-    )
-    return runs[0] if runs else None
+def trial_status(run: Run) -> str:
+    """finished / stopped_early / failed as recorded, else what MLflow's run status says."""
+    by_status = {"RUNNING": "running", "FAILED": "failed", "KILLED": "interrupted"}
+    return run.data.tags.get(TAG_TRIAL_STATUS) or by_status.get(run.info.status, "finished")
 
 
 class TrialRecorder:
@@ -143,65 +117,34 @@ class TrialRecorder:
         self.run_ids: dict[tuple[str, str], str] = {}
 
     def apply(self, record: Mapping[str, Any]) -> None:
-        sweep = SweepRuns(**{key: record[key] for key in SweepRuns.__dataclass_fields__})
-        op = record["op"]
-        if op == "trial_start":
-            self._start(sweep, record)
-        elif op == "trial_result":
-            run_id = self._child(sweep, record)
-            metrics = [
-                Metric(key, float(value), int(record["time"]), int(record["step"]))
-                for key, value in record["metrics"].items()
-            ]
-            if metrics:
-                self.client.log_batch(run_id, metrics=metrics)
-        elif op == "trial_end":
-            self._end(sweep, record)
-        else:
+        op, trial, parent = record["op"], record["trial_id"], record["parent_run_id"]
+        experiment, sweep = record["experiment_id"], record["sweep_name"]
+        if op not in ("trial_start", "trial_result", "trial_end"):
             raise ValueError(f"unknown trial record {op!r}")
-
-    def _child(self, sweep: SweepRuns, record: Mapping[str, Any]) -> str:
-        """The trial's child run: remembered, found by tag, or created (in that order)."""
-        key = (sweep.parent_run_id, record["trial_id"])
-        if key not in self.run_ids:
-            found = find_child_run(self.client, sweep, record["trial_id"])
-            if found is None:
-                tags = {
-                    MLFLOW_PARENT_RUN_ID: sweep.parent_run_id,
-                    TAG_TRIAL_ID: record["trial_id"],
-                    TAG_SWEEP: sweep.sweep_name,
-                    TAG_ROLE: "trial",
-                }
-                run = self.client.create_run(
-                    sweep.experiment_id,
-                    start_time=int(record["time"]),
-                    tags=tags,
-                    run_name=record.get("trial_name") or record["trial_id"],
-                )
-                self.run_ids[key] = run.info.run_id
-            else:
-                self.run_ids[key] = found.info.run_id
-        return self.run_ids[key]
-
-    def _start(self, sweep: SweepRuns, record: Mapping[str, Any]) -> None:
-        run_id = self._child(sweep, record)
-        run = self.client.get_run(run_id)
-        if run.info.status != RunStatus.to_string(RunStatus.RUNNING):
-            # A trial restarted after the driver was interrupted: the run is live again.
-            self.client.update_run(run_id, status="RUNNING")
-            self.client.set_tag(run_id, TAG_TRIAL_STATUS, "running")
-        conflicts = log_params_tolerant(self.client, run_id, record.get("params", {}))
-        if conflicts:
-            log.warning("trial %s: params %s differ from the recorded ones", record["trial_id"], conflicts)
-
-    def _end(self, sweep: SweepRuns, record: Mapping[str, Any]) -> None:
-        run_id = self._child(sweep, record)
-        status = record["status"]
-        tags = [RunTag(TAG_TRIAL_STATUS, status)]
-        if record.get("error"):
-            tags.append(RunTag(TAG_ERROR, record["error"][:MAX_TAG_VALUE]))
-        if record.get("error_detail"):
-            tags.append(RunTag(TAG_ERROR_DETAIL, record["error_detail"][-MAX_TAG_VALUE:]))
-        self.client.log_batch(run_id, tags=tags)
-        mlflow_status = "FAILED" if status == "failed" else "FINISHED"
-        self.client.set_terminated(run_id, status=mlflow_status, end_time=int(record["time"]))
+        if (parent, trial) not in self.run_ids:  # else found by tag, else created
+            found = child_runs(self.client, experiment, parent, trial)
+            if not found:
+                tags = {MLFLOW_PARENT_RUN_ID: parent, TAG_TRIAL_ID: trial, TAG_SWEEP: sweep, TAG_ROLE: "trial"}
+                name = record.get("trial_name") or trial
+                found = [self.client.create_run(experiment, int(record["time"]), tags, run_name=name)]
+            self.run_ids[parent, trial] = found[0].info.run_id
+        run_id = self.run_ids[parent, trial]
+        if op == "trial_start":
+            if self.client.get_run(run_id).info.status != "RUNNING":
+                # A trial restarted after the driver was interrupted: the run is live again.
+                self.client.update_run(run_id, status="RUNNING")
+                self.client.set_tag(run_id, TAG_TRIAL_STATUS, "running")
+            conflicts = log_params(self.client, run_id, record.get("params", {}))
+            if conflicts:
+                log.warning("trial %s: params %s differ from the recorded ones", trial, list(conflicts))
+        elif op == "trial_result" and record["metrics"]:
+            log_batch(self.client, run_id, {}, record["metrics"], record["time"], record["step"])
+        elif op == "trial_end":
+            tags = {TAG_TRIAL_STATUS: record["status"]}
+            if record.get("error"):
+                tags["dmi.error"] = record["error"][:MAX_TAG_VALUE]
+            if record.get("error_detail"):
+                tags["dmi.error_detail"] = record["error_detail"][-MAX_TAG_VALUE:]
+            log_batch(self.client, run_id, tags, {})
+            status = "FAILED" if record["status"] == "failed" else "FINISHED"
+            self.client.set_terminated(run_id, status=status, end_time=int(record["time"]))

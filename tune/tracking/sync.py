@@ -1,29 +1,20 @@
-"""An append-only journal of what could not reach MLflow, and its idempotent replay.
-
-When the store is down mid-sweep the Tune callback appends its records here (one JSON
-object a line, in the experiment folder) instead of failing the sweep. ``dmi-tune sync``,
-``SweepTracker.finish`` and the callback itself replay them once the store answers again;
-the file is removed only after every record in it went through. Replaying twice is harmless
-(see ``tune.tracking.runs``).
-"""
+"""An append-only journal of the records that could not reach MLflow, replayed once the store answers."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from dmi.tempfiles import locked
 from tune.tracking.uri import bounded_http_requests, local_folder
 
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "mlflow-journal.jsonl"
-
 # MLflow error codes that a retry cannot fix: the record is dropped with a warning.
 PERMANENT_ERROR_CODES = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST"})
 
@@ -59,46 +50,27 @@ class Journal:
     def pending(self) -> bool:
         return self.path.exists() and self.path.stat().st_size > 0
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
     def append(self, record: Mapping[str, Any]) -> None:
-        line = json.dumps(record, default=str, allow_nan=True) + "\n"
-        with self._locked(), open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
+        with locked(self.path), open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, default=str, allow_nan=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
     def records(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
+        lines = self.path.read_text(encoding="utf-8").splitlines() if self.path.exists() else []
         records = []
-        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
+        for number, line in enumerate(lines, start=1):
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
-                # A line cut short by a crash mid-write: nothing after it was acknowledged either.
-                log.warning("%s:%d: unreadable journal line skipped", self.path, number)
+                if line.strip():  # cut short by a crash mid-write: nothing after it was acknowledged either
+                    log.warning("%s:%d: unreadable journal line skipped", self.path, number)
         return records
 
     def replay(self, apply: Callable[[dict[str, Any]], None]) -> int:
-        """Apply every record in order; on the first transient failure stop and keep the file.
-
-        Returns the number of records applied. Raises the transient error so the caller
-        knows the store is still away.
-        """
-        with self._locked():
+        """Apply every record in order and return how many; a transient failure is raised, the file kept."""
+        with locked(self.path):
             records = self.records()
-            applied = 0
             for record in records:
                 try:
                     apply(record)
@@ -106,28 +78,23 @@ class Journal:
                     if not is_permanent(exc):
                         raise
                     log.warning("journal record %s dropped: %s", record.get("op"), exc)
-                applied += 1
-            if self.path.exists():
-                self.path.unlink()
-            return applied
+            self.path.unlink(missing_ok=True)
+            return len(records)
 
 
 def make_applier(tracking_uri: str | None = None) -> Callable[[dict[str, Any]], None]:
     """A function applying any journal record to the store it names (or ``tracking_uri``)."""
     from mlflow import MlflowClient
 
+    from tune.tracking.finish import replay_finish
     from tune.tracking.runs import TrialRecorder
 
     recorders: dict[str, TrialRecorder] = {}
 
     def apply(record: dict[str, Any]) -> None:
-        if tracking_uri:
-            record = {**record, "tracking_uri": tracking_uri}
-        uri = record["tracking_uri"]
+        uri = tracking_uri or record["tracking_uri"]
         if record["op"] == "finish":
-            from tune.tracking.finish import replay_finish
-
-            replay_finish(record)
+            replay_finish({**record, "tracking_uri": uri})
             return
         if uri not in recorders:
             recorders[uri] = TrialRecorder(MlflowClient(uri))
@@ -137,10 +104,7 @@ def make_applier(tracking_uri: str | None = None) -> Callable[[dict[str, Any]], 
 
 
 def sync_journal(path: str | os.PathLike, tracking_uri: str | None = None) -> int:
-    """Replay a journal into MLflow; returns how many records went through (0 if none waited).
-
-    A store still down answers within seconds (bounded retries), the journal kept.
-    """
+    """Replay a journal into MLflow; returns how many records went through (0 if none waited)."""
     journal = Journal(path)
     if not journal.pending():
         return 0

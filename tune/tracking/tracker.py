@@ -1,134 +1,84 @@
-"""``SweepTracker``: what the sweep driver calls to record a sweep in MLflow.
+"""What the sweep driver calls to record a sweep in MLflow; only the driver process touches the store.
 
-create (resolve and check the store, make the experiment) → start (parent run) →
-tune_callback (child runs, inside ``Tuner.fit``) → finish (best trial, artifacts, model).
-Everything touching the store happens in the driver process; trials never open it.
+``SweepTracker``: create (store, experiment) → start (parent run) → tune_callback (``TrialRunCallback``, a child
+run per trial; what the store does not take goes to the journal) → finish (best trial, files, model).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
+import functools
 import logging
+import math
 import platform
+import re
 import subprocess
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_RUN_NAME
+from ray.tune import Callback
+from ray.tune.result import AUTO_RESULT_KEYS, TIME_TOTAL_S, TRAINING_ITERATION
 
-from tune.tracking.artifacts import plain, write_yaml
-from tune.tracking.callback import TrialRunCallback
-from tune.tracking.finish import record_finish
-from tune.tracking.registry import default_model_name
-from tune.tracking.runs import (
-    TAG_ROLE,
-    TAG_SWEEP,
-    SweepRuns,
-    find_parent_run,
-    flatten_params,
-    log_params_tolerant,
-    now_ms,
-)
-from tune.tracking.sync import Journal, is_permanent, journal_path, sync_journal
-from tune.tracking.uri import (
-    TrackingUnavailable,
-    artifact_root,
-    artifacts_via,
-    bounded_http_requests,
-    check_reachable,
-    local_folder,
-    one_line,
-    resolve_tracking_uri,
-)
+from dmi.errors import TrackingUnavailable
+from tune.summary import diverged
+from tune.tracking.finish import plain, record_finish, write_yaml
+from tune.tracking.registry import package_versions
+from tune.tracking.runs import flatten_params, log_batch, log_params, open_experiment, parent_run
+from tune.tracking.sync import Journal, is_permanent, journal_path, make_applier, sync_journal
+from tune.tracking.uri import artifacts_via, bounded_http_requests, check_reachable, one_line, resolve_tracking_uri
+
+if TYPE_CHECKING:
+    from dmi.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 
 VERSIONED_PACKAGES = ("dmi", "torch", "lightning", "ray", "optuna", "mlflow", "numpy", "benchmark-mi")
 RUN_STATUSES = {"finished": "FINISHED", "failed": "FAILED", "killed": "KILLED", "interrupted": "KILLED"}
-
-
-def benchmark_tasks(sweep_config: Mapping[str, Any]) -> list:
-    """The benchmark tasks (``TaskSpec``) named in the config's ``data`` section; [] for a data file.
-
-    Takes ``data.tasks`` (a list of task mappings) or one task written inline in ``data``.
-    """
-    from dmi.tasks import TaskSpec
-
-    data = sweep_config.get("data")
-    if not isinstance(data, Mapping):
-        return []
-    entries = data.get("tasks") or [data]
-    return [
-        TaskSpec(str(t["task_type"]), int(t["dim"]), float(t["strength"]))
-        for t in entries
-        if isinstance(t, Mapping) and {"task_type", "dim", "strength"} <= set(t)
-    ]
+# Tune's bookkeeping is not a metric of the estimator (the wall time is kept).
+SKIPPED_RESULT_KEYS = frozenset(AUTO_RESULT_KEYS) - {TIME_TOTAL_S} | {"done", "trial_id", "experiment_tag"}
+ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*)$")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def git_commit(folder: Path) -> tuple[str | None, bool]:
     """(commit, dirty) of the repository holding ``folder``, or (None, False) outside one."""
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10)
+
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
+        commit = git("rev-parse", "HEAD")
         if commit.returncode != 0:
             return None, False
-        status = subprocess.run(
-            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        return commit.stdout.strip(), bool(status.stdout.strip())
+        return commit.stdout.strip(), bool(git("status", "--porcelain", "--untracked-files=no").stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return None, False
 
 
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in VERSIONED_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return versions
-
-
-def run_status(status: str) -> str:
-    upper = str(status).upper()
-    if upper in RUN_STATUSES.values():
-        return upper
-    if str(status).lower() in RUN_STATUSES:
-        return RUN_STATUSES[str(status).lower()]
-    raise ValueError(f"unknown sweep status {status!r}; use FINISHED, FAILED or KILLED")
-
-
+@dataclass
 class SweepTracker:
     """One sweep's record in MLflow: an experiment, a parent run, a child run per trial."""
 
-    def __init__(
-        self,
-        tracking_uri: str,
-        storage_dir: str,
-        experiment_name: str,
-        experiment_id: str,
-        sweep_name: str,
-        sweep_config: Mapping[str, Any],
-    ) -> None:
-        self.tracking_uri = tracking_uri
-        self.storage_dir = str(storage_dir) if "://" in str(storage_dir) else str(local_folder(storage_dir))
-        self.experiment_name = experiment_name
-        self.experiment_id = experiment_id
-        self.sweep_name = sweep_name
-        self.sweep_config = dict(sweep_config)
-        self.parent_run_id: str | None = None
-        self.tasks = benchmark_tasks(self.sweep_config)
-        self._truths: dict[str, float] | None = None
+    tracking_uri: str
+    storage_dir: str
+    experiment_name: str
+    experiment_id: str
+    sweep_name: str
+    sweep_config: dict[str, Any]
+    task: TaskSpec | None = None
+    true_mi: float | None = None
+    parent_run_id: str | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        storage = str(self.storage_dir)
+        self.storage_dir = storage if "://" in storage else str(Path(storage).expanduser().resolve())
+        self.sweep_config = dict(self.sweep_config)
 
     @classmethod
     def create(
@@ -138,166 +88,221 @@ class SweepTracker:
         experiment_name: str,
         sweep_name: str,
         sweep_config: Mapping[str, Any],
+        task: TaskSpec | None = None,
+        true_mi: float | None = None,
     ) -> SweepTracker:
-        """Resolve the URI, check the store, create the experiment (here, before any trial)."""
+        """Resolve the URI, check the store, create the experiment (before any trial); ``task``: the data's task."""
         uri = resolve_tracking_uri(tracking_uri, sweep_config, storage_dir)
         check_reachable(uri)
-        client = MlflowClient(uri)
         try:
-            experiment = client.get_experiment_by_name(experiment_name)
-            if experiment is None:
-                try:
-                    experiment_id = client.create_experiment(experiment_name, artifact_root(uri))
-                except MlflowException:  # created meanwhile by another driver
-                    experiment_id = client.get_experiment_by_name(experiment_name).experiment_id
-            else:
-                experiment_id = experiment.experiment_id
-                if experiment.lifecycle_stage == "deleted":
-                    client.restore_experiment(experiment_id)
+            experiment_id = open_experiment(MlflowClient(uri), experiment_name)
         except MlflowException as exc:
             message = f"tracking store {uri}: experiment {experiment_name!r}: {one_line(exc)}"
             raise TrackingUnavailable(message) from None
-        return cls(uri, storage_dir, experiment_name, experiment_id, sweep_name, sweep_config)
-
-    # -- properties --------------------------------------------------------------------------
-    @property
-    def client(self) -> MlflowClient:
-        return MlflowClient(self.tracking_uri)
+        return cls(uri, storage_dir, experiment_name, experiment_id, sweep_name, sweep_config, task, true_mi)
 
     @property
     def journal_path(self) -> Path:
         return journal_path(self.storage_dir, self.sweep_name)
 
     @property
-    def runs(self) -> SweepRuns:
+    def runs(self) -> dict[str, str]:
+        """The sweep's place in the store, as every record names it."""
         if self.parent_run_id is None:
             raise RuntimeError("SweepTracker.start() must come first")
-        return SweepRuns(self.tracking_uri, self.experiment_id, self.parent_run_id, self.sweep_name)
+        names = ("tracking_uri", "experiment_id", "parent_run_id", "sweep_name")
+        return {name: getattr(self, name) for name in names}
 
-    @property
-    def truths(self) -> dict[str, float]:
-        """True MI of each benchmark task, by task name (computed once: bmi imports JAX)."""
-        if self._truths is None:
-            from dmi.tasks import true_mi
-
-            self._truths = {task.name: true_mi(task) for task in self.tasks}
-        return self._truths
-
-    @property
-    def true_mi(self) -> float | None:
-        """The truth when the sweep has exactly one benchmark task."""
-        return next(iter(self.truths.values())) if len(self.tasks) == 1 else None
-
-    def model_name(self) -> str:
-        """``model_name`` from the config, else ``dmi-<task>`` (``dmi-<sweep>`` for several tasks)."""
-        task_name = self.tasks[0].name if len(self.tasks) == 1 else None
-        return str(self.sweep_config.get("model_name") or default_model_name(task_name, self.sweep_name))
-
-    # -- the parent run ----------------------------------------------------------------------
     def start(self, resumed: bool = False) -> str:
-        """Open the sweep's parent run: the existing one for this sweep name, else a new one."""
-        client = self.client
+        """Open the sweep's parent run (the existing one for this sweep name, else a new one) and describe it."""
+        client = MlflowClient(self.tracking_uri)
         try:
             with bounded_http_requests():  # a server lost meanwhile fails the start in seconds, not minutes
-                found = find_parent_run(client, self.experiment_id, self.sweep_name)
-                if found is None:
-                    if resumed:
-                        log.warning("resuming sweep %s: no parent run in MLflow, starting one", self.sweep_name)
-                    run = client.create_run(
-                        self.experiment_id,
-                        tags={TAG_SWEEP: self.sweep_name, TAG_ROLE: "sweep"},
-                        run_name=self.sweep_name,
-                    )
-                    self.parent_run_id, began, starts = run.info.run_id, run.info.start_time, 1
-                else:
-                    self.parent_run_id, began = found.info.run_id, found.info.start_time
-                    client.update_run(self.parent_run_id, status="RUNNING")
-                    starts = int(found.data.tags.get("dmi.starts", "1")) + 1
-                self._log_sweep_description(client, starts, resumed, began)
+                run, created = parent_run(client, self.experiment_id, self.sweep_name)
+                if created and resumed:
+                    log.warning("resuming sweep %s: no parent run in MLflow, starting one", self.sweep_name)
+                starts = 1 if created else int(run.data.tags.get("dmi.starts", "1")) + 1
+                run_id = self.parent_run_id = run.info.run_id
+                commit, dirty = git_commit(Path(__file__).resolve().parent)
+                versions = {"python": platform.python_version(), **package_versions(VERSIONED_PACKAGES)}
+                tags = {
+                    MLFLOW_RUN_NAME: self.sweep_name,
+                    "dmi.starts": str(starts),
+                    "dmi.resumed": str(bool(resumed)).lower(),
+                    "dmi.storage_dir": self.storage_dir,
+                    "dmi.experiment_path": f"{self.storage_dir.rstrip('/')}/{self.sweep_name}",
+                    **{f"dmi.version.{name}": version for name, version in versions.items()},
+                }
+                if commit:
+                    tags.update({MLFLOW_GIT_COMMIT: commit, "dmi.git_dirty": str(dirty).lower()})
+                if self.task is not None:
+                    tags["dmi.task"] = self.task.name
+                log_batch(client, run_id, tags, {})
+                conflicts = list(log_params(client, run_id, self.sweep_config))
+                if conflicts:
+                    log.warning("sweep %s: config differs from the recorded one in %s", self.sweep_name, conflicts)
+                    client.set_tag(run_id, "dmi.config_changed", ",".join(conflicts)[:5000])
+                if self.true_mi is not None:  # stamped with the run's start: logged again on a resume, no new point
+                    log_batch(client, run_id, {}, {"gt_mi": self.true_mi}, run.info.start_time)
+                with tempfile.TemporaryDirectory() as tmp, artifacts_via(self.tracking_uri):
+                    client.log_artifact(run_id, str(write_yaml(Path(tmp) / "sweep_config.yaml", self.sweep_config)))
         except (MlflowException, OSError) as exc:
             raise TrackingUnavailable(f"tracking store {self.tracking_uri}: {one_line(exc)}") from None
-        return self.parent_run_id
+        return run_id
 
-    def _log_sweep_description(self, client: MlflowClient, starts: int, resumed: bool, began: int) -> None:
-        run_id = self.parent_run_id
-        commit, dirty = git_commit(Path(__file__).resolve().parent)
-        tags = {
-            MLFLOW_RUN_NAME: self.sweep_name,
-            "dmi.starts": str(starts),
-            "dmi.resumed": str(bool(resumed)).lower(),
-            "dmi.storage_dir": self.storage_dir,
-            "dmi.experiment_path": f"{self.storage_dir.rstrip('/')}/{self.sweep_name}",
-            **{f"dmi.version.{name}": version for name, version in package_versions().items()},
-        }
-        if commit:
-            tags[MLFLOW_GIT_COMMIT] = commit
-            tags["dmi.git_dirty"] = str(dirty).lower()
-        if self.tasks:
-            tags["dmi.task"] = ",".join(task.name for task in self.tasks)[:5000]
-        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-        conflicts = log_params_tolerant(client, run_id, flatten_params(self.sweep_config))
-        if conflicts:
-            log.warning("sweep %s: config differs from the recorded one in %s", self.sweep_name, conflicts)
-            client.set_tag(run_id, "dmi.config_changed", ",".join(conflicts)[:5000])
-        truths = (
-            {"gt_mi": self.true_mi}
-            if self.true_mi is not None
-            else {f"gt_mi.{name}": value for name, value in self.truths.items()}
-        )
-        # Stamped with the run's start: logging it again on a resume adds no point.
-        client.log_batch(run_id, metrics=[Metric(k, v, began, 0) for k, v in truths.items()])
-        with tempfile.TemporaryDirectory() as tmp, artifacts_via(self.tracking_uri):
-            client.log_artifact(run_id, str(write_yaml(Path(tmp) / "sweep_config.yaml", self.sweep_config)))
-
-    def tune_callback(self, max_iterations: int | None = None) -> TrialRunCallback:
-        """The Tune callback for ``RunConfig(callbacks=[...])``; picklable plain data.
-
-        ``max_iterations``: reports of a trial that runs to the end (fewer = stopped early).
-        """
-        if max_iterations is None:
-            scheduler = self.sweep_config.get("scheduler")
-            max_iterations = scheduler.get("max_t") if isinstance(scheduler, Mapping) else None
+    def tune_callback(self) -> TrialRunCallback:
+        """The Tune callback for ``RunConfig(callbacks=[...])``: a child run per trial."""
+        max_iterations = (self.sweep_config.get("scheduler") or {}).get("max_t")
         return TrialRunCallback(self.runs, str(self.journal_path), max_iterations)
 
-    # -- the end of the sweep ----------------------------------------------------------------
     def finish(
-        self,
-        summary: Mapping[str, Any],
-        result_grid: Any,
-        best_checkpoint_dir: str | None,
-        status: str = "FINISHED",
+        self, summary: Mapping[str, Any], result_grid: Any, best_checkpoint_dir: str | None, status: str = "FINISHED"
     ) -> dict[str, Any] | None:
-        """Record the outcome on the parent run and register the best model.
-
-        With the store down, the whole step goes to the journal (``dmi-tune sync`` replays
-        it) and None is returned: the sweep's own results are on disk either way.
-        """
+        """Record the outcome and register the best model; with the store down, journal it and return None."""
+        if str(status).lower() not in RUN_STATUSES:
+            raise ValueError(f"unknown sweep status {status!r}; use FINISHED, FAILED or KILLED")
+        task_name = None if self.task is None else self.task.name
         record = {
             "op": "finish",
-            **self.runs.as_dict(),
+            **self.runs,
             "summary": plain(dict(summary)),
             "experiment_path": str(result_grid.experiment_path),
             "best_checkpoint_dir": None if best_checkpoint_dir is None else str(best_checkpoint_dir),
-            "status": run_status(status),
-            "model_name": self.model_name(),
+            "status": RUN_STATUSES[str(status).lower()],
+            # From the config, else dmi-<task> (dmi-<sweep> for several tasks).
+            "model_name": str(self.sweep_config.get("model_name") or f"dmi-{task_name or self.sweep_name}"),
             "true_mi": self.true_mi,
-            "task_names": [task.name for task in self.tasks],
-            "time": now_ms(),
+            "time": int(time.time() * 1000),
         }
         try:
-            # Bounded: with the server gone, MLflow's own retries would hold the driver for minutes.
-            with bounded_http_requests():
+            with bounded_http_requests():  # with the server gone, MLflow's own retries would take minutes
                 sync_journal(self.journal_path)
-                return record_finish(self.client, record, result_grid)
+                return record_finish(MlflowClient(self.tracking_uri), record, result_grid)
         except Exception as exc:
             if is_permanent(exc):
                 raise
             Journal(self.journal_path).append(record)
-            log.warning(
-                "MLflow store %s unavailable at the end of sweep %s (%s); run `dmi-tune sync %s` later",
-                self.tracking_uri,
-                self.sweep_name,
-                one_line(exc),
-                self.sweep_name,
-            )
+            message = "MLflow store %s unavailable at the end of sweep %s (%s); run `dmi-tune sync %s` later"
+            log.warning(message, self.tracking_uri, self.sweep_name, one_line(exc), self.sweep_name)
             return None
+
+
+def result_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numbers a trial reported (NaN kept, infinities dropped), without Tune's bookkeeping."""
+    numbers = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: float(v) for k, v in numbers.items() if k not in SKIPPED_RESULT_KEYS and not math.isinf(v)}
+
+
+def error_text(trial: Any) -> tuple[str, str]:
+    """(the exception line, the tail of the trace) from the trial's error file, if any."""
+    path = getattr(trial, "error_file", None)
+    text = ""
+    if path and Path(path).exists():
+        text = ANSI_ESCAPE.sub("", Path(path).read_text(encoding="utf-8", errors="replace"))
+    lines = [line for line in text.splitlines() if line.strip()]
+    matches = [m.group(1).strip() for line in lines if (m := ERROR_LINE.match(line))]
+    headline = matches[-1] if matches else (lines[-1].strip() if lines else "trial failed (no error file)")
+    return headline, text[-4000:]
+
+
+def never_fails(hook: Callable[..., None]) -> Callable[..., None]:
+    """A recording problem is logged; it never reaches Tune, which would end the sweep."""
+
+    @functools.wraps(hook)
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            hook(self, *args, **kwargs)
+        except Exception:  # noqa: BLE001
+            log.exception("MLflow recording (%s) failed; the sweep goes on", hook.__name__)
+
+    return guarded
+
+
+@dataclass(eq=False)
+class TrialRunCallback(Callback):
+    """One MLflow child run per Tune trial: params, per-report metrics, final status."""
+
+    sweep: dict[str, str]  # SweepTracker.runs
+    journal_path: str
+    max_iterations: int | None  # a trial that completes with fewer reports was stopped early
+    retry_after_s: float = 30.0
+    _apply: Callable[[dict[str, Any]], None] | None = field(default=None, init=False, repr=False)
+    _offline_until: float = field(default=0.0, init=False, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_apply": None, "_offline_until": 0.0}
+
+    @never_fails
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._submit("trial_start", trial, params=flatten_params(trial.config or {}))
+
+    @never_fails
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        step = int(result.get(TRAINING_ITERATION, 0))
+        self._submit("trial_result", trial, step=step, metrics=result_metrics(result))
+
+    @never_fails
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        last = trial.last_result or {}
+        if diverged(last):  # ended by its trainable without a retry: a failure all the same
+            reason = str(last.get("failure", "training diverged"))
+            self._submit("trial_end", trial, status="failed", error=reason, error_detail=reason)
+            return
+        stopped = self.max_iterations is not None and int(last.get(TRAINING_ITERATION, 0)) < self.max_iterations
+        self._submit("trial_end", trial, status="stopped_early" if stopped else "finished")
+
+    @never_fails
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        headline, detail = error_text(trial)
+        self._submit("trial_end", trial, status="failed", error=headline, error_detail=detail)
+
+    @never_fails
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.flush()
+
+    def apply(self, record: dict[str, Any]) -> None:
+        """Write one record to the store, opening it lazily (after unpickling too)."""
+        self._apply = self._apply or make_applier()
+        self._apply(record)
+
+    def flush(self) -> bool:
+        """Replay the journal if one waits; True when nothing is left in it."""
+        journal = Journal(self.journal_path)
+        if not journal.pending():
+            return True
+        if time.monotonic() < self._offline_until:
+            return False
+        try:
+            with bounded_http_requests(timeout_s=10, retries=1):
+                count = journal.replay(self.apply)
+            log.warning("MLflow is back: %d journaled records replayed", count)
+            return True
+        except Exception as exc:  # noqa: BLE001 - the sweep goes on whatever the store does
+            self._go_offline(exc)
+            return False
+
+    def _submit(self, op: str, trial: Any, **fields: Any) -> None:
+        """Apply a record now, or journal it: the journal keeps the order once anything is queued."""
+        record = {"op": op, **self.sweep, "trial_id": str(trial.trial_id), "trial_name": str(trial)}
+        record.update(time=int(time.time() * 1000), **fields)
+        try:
+            if self.flush() and time.monotonic() >= self._offline_until:
+                with bounded_http_requests(timeout_s=10, retries=1):
+                    self.apply(record)
+                return
+        except Exception as exc:  # noqa: BLE001
+            if is_permanent(exc):
+                log.warning("MLflow refused %s of %s: %s", op, record["trial_id"], one_line(exc))
+                return
+            self._go_offline(exc)
+        try:
+            Journal(self.journal_path).append(record)
+        except OSError as exc:
+            log.error("MLflow record of trial %s lost: journal not writable: %s", record["trial_id"], exc)
+
+    def _go_offline(self, exc: BaseException) -> None:
+        if time.monotonic() >= self._offline_until:
+            message = "MLflow store %s unavailable (%s); journaling to %s, retry in %.0f s"
+            log.warning(message, self.sweep["tracking_uri"], one_line(exc), self.journal_path, self.retry_after_s)
+        self._offline_until = time.monotonic() + self.retry_after_s
+        self._apply = None  # a fresh client (and connection) on the next attempt
