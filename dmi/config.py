@@ -81,6 +81,11 @@ def _optional_interval(value: Any) -> str | None:
     return positive_int_problem(value) and "must be a positive integer, or None for the automatic interval"
 
 
+def hyperparameter(default: Any, description: str, rule: Rule | None = None) -> Any:
+    """A documented field of ``EstimatorConfig``: its default, its help and the rule its value follows."""
+    return field(default=default, metadata={"help": description, "rule": rule})
+
+
 POSITIVE_INT = Rule(positive_int_problem, (("ge", 1),))
 POSITIVE = Rule(positive_number_problem, (("gt", 0),))
 FINITE = Rule(finite_number_problem)
@@ -98,176 +103,126 @@ class EstimatorConfig:
     ``benchmarks/results/defaults-rationale.md``.
     """
 
-    architecture: str = field(
-        default="unified",
-        metadata={
-            "help": "denoiser network: 'unified' is one residual MLP for every noise level, 'moe' adds a "
-            "high-SNR expert above snr_threshold",
-            "rule": _one_of(ARCHITECTURES),
-        },
+    architecture: str = hyperparameter(
+        "unified",
+        "denoiser network: 'unified' is one residual MLP for every noise level, 'moe' adds a "
+        "high-SNR expert above snr_threshold",
+        _one_of(ARCHITECTURES),
     )
-    snr_threshold: float = field(
-        default=5.0,
-        metadata={
-            "help": "log-SNR above which the mixture of experts adds its high-SNR expert to the low one "
-            "(moe only; it must lie inside the log-SNR range)",
-            "rule": FINITE,
-        },
+    snr_threshold: float = hyperparameter(
+        5.0,
+        "log-SNR above which the mixture of experts adds its high-SNR expert to the low one "
+        "(moe only; it must lie inside the log-SNR range)",
+        FINITE,
     )
-    model_dim: int = field(
-        default=64,
-        metadata={
-            "help": "hidden width of every layer of the denoiser, honoured as given",
-            "rule": POSITIVE_INT,
-        },
+    model_dim: int = hyperparameter(
+        64,
+        "hidden width of every layer of the denoiser, honoured as given",
+        POSITIVE_INT,
     )
-    n_blocks: int = field(
-        default=3,
-        metadata={
-            "help": "residual blocks per network: the depth available to nonlinear dependence",
-            "rule": POSITIVE_INT,
-        },
+    n_blocks: int = hyperparameter(
+        3,
+        "residual blocks per network: the depth available to nonlinear dependence",
+        POSITIVE_INT,
     )
-    gaussian_base: bool = field(
-        default=True,
-        metadata={
-            "help": "learn only a residual over the exact denoiser of a Gaussian fitted to the training sample, "
-            "so training starts from the data's Gaussian MI",
-            "rule": None,
-        },
+    gaussian_base: bool = hyperparameter(
+        True,
+        "learn only a residual over the exact denoiser of a Gaussian fitted to the training sample, "
+        "so training starts from the data's Gaussian MI",
     )
-    learning_rate: float = field(
-        default=2e-3,
-        metadata={
-            "help": "peak Adam learning rate: fast enough for the step budget, slow enough to stay stable",
-            "rule": POSITIVE,
-        },
+    learning_rate: float = hyperparameter(
+        2e-3,
+        "peak Adam learning rate: fast enough for the step budget, slow enough to stay stable",
+        POSITIVE,
     )
-    weight_decay: float = field(
-        default=0.0,
-        metadata={
-            "help": "Adam weight decay (an L2 penalty on the weights; 0 turns it off)",
-            "rule": NON_NEGATIVE,
-        },
+    weight_decay: float = hyperparameter(
+        0.0,
+        "Adam weight decay (an L2 penalty on the weights; 0 turns it off)",
+        NON_NEGATIVE,
     )
-    lr_schedule: str = field(
-        default="cosine",
-        metadata={
-            "help": "'cosine' decays the learning rate to zero over the training budget, 'constant' keeps it",
-            "rule": _one_of(LR_SCHEDULES, "must be 'cosine' or 'constant'"),
-        },
+    lr_schedule: str = hyperparameter(
+        "cosine",
+        "'cosine' decays the learning rate to zero over the training budget, 'constant' keeps it",
+        _one_of(LR_SCHEDULES, "must be 'cosine' or 'constant'"),
     )
-    batch_size: int = field(
-        default=1024,
-        metadata={
-            "help": "rows per training step: each row is one noisy draw of the loss, so more rows mean less noise",
-            "rule": POSITIVE_INT,
-        },
+    batch_size: int = hyperparameter(
+        1024,
+        "rows per training step: each row is one noisy draw of the loss, so more rows mean less noise",
+        POSITIVE_INT,
     )
-    max_steps: int = field(
-        default=30000,
-        metadata={
-            "help": "cap on training steps; held-out early stopping usually ends training sooner",
-            "rule": POSITIVE_INT,
-        },
+    max_steps: int = hyperparameter(
+        30000,
+        "cap on training steps; held-out early stopping usually ends training sooner",
+        POSITIVE_INT,
     )
-    y_drop_prob: float = field(
-        default=0.25,
-        metadata={
-            "help": "probability that a training row hides y, so one network learns both the unconditional and "
-            "the conditional denoiser",
-            "rule": _between(0.0, 1.0, "must be in [0, 1)", low_open=False, high_open=True),
-        },
+    y_drop_prob: float = hyperparameter(
+        0.25,
+        "probability that a training row hides y, so one network learns both the unconditional and "
+        "the conditional denoiser",
+        _between(0.0, 1.0, "must be in [0, 1)", low_open=False, high_open=True),
     )
-    logsnr_loc: float = field(
-        default=6.0,
-        metadata={
-            "help": "centre of the logistic log-SNR proposal that training samples and estimation integrates over",
-            "rule": FINITE,
-        },
+    logsnr_loc: float = hyperparameter(
+        6.0,
+        "centre of the logistic log-SNR proposal that training samples and estimation integrates over",
+        FINITE,
     )
-    logsnr_scale: float = field(
-        default=6.0,
-        metadata={
-            "help": "spread of the log-SNR proposal; the range is logsnr_loc ± logsnr_clip·logsnr_scale",
-            "rule": POSITIVE,
-        },
+    logsnr_scale: float = hyperparameter(
+        6.0,
+        "spread of the log-SNR proposal; the range is logsnr_loc ± logsnr_clip·logsnr_scale",
+        POSITIVE,
     )
-    logsnr_clip: float = field(
-        default=3.0,
-        metadata={
-            "help": "half-width of the log-SNR range in units of logsnr_scale: information outside the range "
-            "is lost, so it must cover where the integrand lives",
-            "rule": POSITIVE,
-        },
+    logsnr_clip: float = hyperparameter(
+        3.0,
+        "half-width of the log-SNR range in units of logsnr_scale: information outside the range "
+        "is lost, so it must cover where the integrand lives",
+        POSITIVE,
     )
-    use_ema: bool = field(
-        default=False,
-        metadata={
-            "help": "estimate with an exponential moving average of the weights, smoothing the last steps' noise",
-            "rule": None,
-        },
+    use_ema: bool = hyperparameter(
+        False,
+        "estimate with an exponential moving average of the weights, smoothing the last steps' noise",
     )
-    ema_decay: float = field(
-        default=0.999,
-        metadata={
-            "help": "per-step decay of the weights' moving average (use_ema only)",
-            "rule": _between(0.0, 1.0, "must be in (0, 1)", low_open=True, high_open=True),
-        },
+    ema_decay: float = hyperparameter(
+        0.999,
+        "per-step decay of the weights' moving average (use_ema only)",
+        _between(0.0, 1.0, "must be in (0, 1)", low_open=True, high_open=True),
     )
-    n_logsnr: int = field(
-        default=32,
-        metadata={
-            "help": "log-SNR grid nodes at which every test point is evaluated for the estimate: more nodes, "
-            "less quadrature noise",
-            "rule": POSITIVE_INT,
-        },
+    n_logsnr: int = hyperparameter(
+        32,
+        "log-SNR grid nodes at which every test point is evaluated for the estimate: more nodes, less quadrature noise",
+        POSITIVE_INT,
     )
-    val_n_logsnr: int = field(
-        default=16,
-        metadata={
-            "help": "grid nodes of the held-out evaluations during training, fewer as they only rank weights",
-            "rule": POSITIVE_INT,
-        },
+    val_n_logsnr: int = hyperparameter(
+        16,
+        "grid nodes of the held-out evaluations during training, fewer as they only rank weights",
+        POSITIVE_INT,
     )
-    val_fraction: float = field(
-        default=0.1,
-        metadata={
-            "help": "share of the training sample held out to select the weights and stop early (0 turns "
-            "selection off and keeps the last weights)",
-            "rule": Rule(_fraction_below_half, (("ge", 0.0), ("lt", 0.5))),
-        },
+    val_fraction: float = hyperparameter(
+        0.1,
+        "share of the training sample held out to select the weights and stop early (0 turns "
+        "selection off and keeps the last weights)",
+        Rule(_fraction_below_half, (("ge", 0.0), ("lt", 0.5))),
     )
-    val_interval: int | None = field(
-        default=None,
-        metadata={
-            "help": "training steps between evaluations of the held-out NLL, which early stopping and weight "
-            "selection use; None picks an interval that keeps evaluation a small share of training",
-            "rule": Rule(_optional_interval, (("ge", 1),), optional=True),
-        },
+    val_interval: int | None = hyperparameter(
+        None,
+        "training steps between evaluations of the held-out NLL, which early stopping and weight "
+        "selection use; None picks an interval that keeps evaluation a small share of training",
+        Rule(_optional_interval, (("ge", 1),), optional=True),
     )
-    patience: int = field(
-        default=10,
-        metadata={
-            "help": "held-out evaluations without a significant improvement before training stops",
-            "rule": POSITIVE_INT,
-        },
+    patience: int = hyperparameter(
+        10,
+        "held-out evaluations without a significant improvement before training stops",
+        POSITIVE_INT,
     )
-    preprocess: str = field(
-        default="auto",
-        metadata={
-            "help": "map of each coordinate before training: 'rescale' standardises it, 'rank_gauss' sends it "
-            "through its training quantiles to a standard normal (MI-preserving, tames heavy tails), 'auto' "
-            "picks one of the two on held-out data, 'none' leaves it",
-            "rule": _one_of(PREPROCESSING),
-        },
+    preprocess: str = hyperparameter(
+        "auto",
+        "map of each coordinate before training: 'rescale' standardises it, 'rank_gauss' sends it "
+        "through its training quantiles to a standard normal (MI-preserving, tames heavy tails), 'auto' "
+        "picks one of the two on held-out data, 'none' leaves it",
+        _one_of(PREPROCESSING),
     )
-    seed: int = field(
-        default=42,
-        metadata={
-            "help": "seed of the data split, the held-out split and training, so a run can be repeated",
-            "rule": None,
-        },
+    seed: int = hyperparameter(
+        42,
+        "seed of the data split, the held-out split and training, so a run can be repeated",
     )
 
     def __post_init__(self) -> None:
