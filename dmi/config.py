@@ -130,6 +130,11 @@ class EstimatorConfig:
         "learn only a residual over the exact denoiser of a Gaussian fitted to the training sample, "
         "so training starts from the data's Gaussian MI",
     )
+    y_squares: bool = hyperparameter(
+        True,
+        "give the conditioning MLP y² (elementwise) beside y: dependence through a shared scale, as in "
+        "heavy-tailed data, is a function of y², which the MLP otherwise has to build from y",
+    )
     learning_rate: float = hyperparameter(
         2e-3,
         "peak Adam learning rate: fast enough for the step budget, slow enough to stay stable",

@@ -22,15 +22,16 @@ from dmi.networks import MixtureOfExperts, ResidualMLP
 from dmi.spectrum import N_NODES, InformationSpectrum, gaussian_spectrum, information_spectrum, spectrum_nodes
 
 DOMAIN_KEY = "dmi_domain_reference"
+PRE_Y_SQUARES = {"y_squares": False}
 
 
 def build_denoiser(cfg: EstimatorConfig, dim_x: int, dim_y: int) -> Denoiser:
     """The architecture is only which inner network the one ``Denoiser`` wraps."""
 
     if cfg.architecture == "unified":
-        inner = ResidualMLP(dim_x, dim_y, cfg.model_dim, cfg.n_blocks)
+        inner = ResidualMLP(dim_x, dim_y, cfg.model_dim, cfg.n_blocks, y_squares=cfg.y_squares)
     else:
-        inner = MixtureOfExperts(dim_x, dim_y, cfg.model_dim, cfg.n_blocks, cfg.snr_threshold)
+        inner = MixtureOfExperts(dim_x, dim_y, cfg.model_dim, cfg.n_blocks, cfg.snr_threshold, cfg.y_squares)
     # Placeholder moments (identity) so checkpoints load into the right shapes.
     base = GaussianDenoiser(np.eye(dim_x + dim_y), dim_x) if cfg.gaussian_base else None
     return Denoiser(inner, base)
@@ -45,7 +46,9 @@ class DiffusionMIModule(pl.LightningModule):
 
     def __init__(self, dim_x: int, dim_y: int, **hparams: Any) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # A checkpoint saved before y_squares existed holds a network without y² inputs.
+        hparams = {**PRE_Y_SQUARES, **hparams}
+        self.save_hyperparameters({"dim_x": dim_x, "dim_y": dim_y, **hparams})
         self.automatic_optimization = False
         self.cfg = EstimatorConfig.from_dict(hparams)
         self.dim_x, self.dim_y = dim_x, dim_y

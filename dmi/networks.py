@@ -101,27 +101,38 @@ class ResidualMLP(nn.Module):
     that gives the additive embedding and every block's FiLM gain and bias. The FiLM path
     lets y *multiply* features of z, which near-deterministic nonlinear dependence needs
     (spiral rotates x by an angle set by ‖x‖²); on spiral it reads markedly more of the
-    MI than y at the input only (``benchmarks/results/defaults-rationale.md``).
+    MI than y at the input only (``benchmarks/results/defaults-rationale.md``). With
+    ``y_squares`` the conditioning MLP also sees y²: dependence through a scale that x and y
+    share (heavy tails) is a function of y², which the MLP would otherwise build from y.
     Inputs to ``forward`` and ``pair`` are flat rows (one expert) or laid out
     ``(n_experts, rows, ·)`` by the mixture.
     """
 
     thresholds: tuple[float, ...] = ()
 
-    def __init__(self, dim_x: int, dim_y: int, model_dim: int, n_blocks: int = 3, n_experts: int = 1) -> None:
+    def __init__(
+        self,
+        dim_x: int,
+        dim_y: int,
+        model_dim: int,
+        n_blocks: int = 3,
+        n_experts: int = 1,
+        y_squares: bool = False,
+    ) -> None:
         super().__init__()
         if model_dim < 1 or n_blocks < 1 or n_experts < 1:
             raise ValueError(
                 f"model_dim, n_blocks and n_experts must be >= 1, got {model_dim}, {n_blocks}, {n_experts}"
             )
         self.dim_x, self.dim_y, self.width, self.n_experts = dim_x, dim_y, model_dim, n_experts
+        self.y_squares = y_squares
         # Periods from ~1.5 to ~100 log-SNR units: wider than any log-SNR range in use (the
         # default is [-12, 24]), so the features tell every α of the range apart.
         freqs = torch.exp(torch.linspace(math.log(1 / 16), math.log(4.0), 16))
         self.register_buffer("freqs", freqs, persistent=False)
         n_features = 2 * len(freqs) + 1
-        # Conditioning MLP on [features of α, y·present, present].
-        self.embed_in = ExpertLinear(n_experts, n_features + dim_y + 1, model_dim)
+        # Conditioning MLP on [features of α, y·present, (y·present)² with y_squares, present].
+        self.embed_in = ExpertLinear(n_experts, n_features + dim_y * (2 if y_squares else 1) + 1, model_dim)
         self.embed_out = ExpertLinear(n_experts, model_dim, model_dim)
         self.film = ExpertLinear(n_experts, model_dim, 2 * model_dim * n_blocks, zero=True)
         self.in_proj = ExpertLinear(n_experts, dim_x + dim_y + 1, model_dim)
@@ -129,6 +140,10 @@ class ResidualMLP(nn.Module):
         self.out_norm = ExpertLayerNorm(n_experts, model_dim)
         # Zero output: at initialisation the prediction is the base denoiser's (or 0).
         self.out = ExpertLinear(n_experts, model_dim, dim_x, zero=True)
+
+    def _y_features(self, y: Tensor) -> Tensor:
+        """What the conditioning MLP sees of y: y, and y² beside it with ``y_squares``."""
+        return torch.cat([y, y * y], dim=-1) if self.y_squares else y
 
     def _conditioning(self, hidden: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
         """From the conditioning MLP's first pre-activation: the embedding and each block's (gain, bias)."""
@@ -153,10 +168,10 @@ class ResidualMLP(nn.Module):
         if flat:
             z, logsnr, y, y_present = z.unsqueeze(0), logsnr.reshape(1, -1), y.unsqueeze(0), y_present.reshape(1, -1)
         present = y_present.unsqueeze(-1).to(z.dtype)
-        y_in = torch.cat([y * present, present], dim=-1)
+        y = y * present
         feats = logsnr_features(logsnr.unsqueeze(-1), self.freqs)
-        emb, films = self._conditioning(self.embed_in(torch.cat([feats, y_in], dim=-1)))
-        out = self._trunk(self.in_proj(torch.cat([z, y_in], dim=-1)) + emb, films)
+        emb, films = self._conditioning(self.embed_in(torch.cat([feats, self._y_features(y), present], dim=-1)))
+        out = self._trunk(self.in_proj(torch.cat([z, y, present], dim=-1)) + emb, films)
         return out[0] if flat else out
 
     def pair(
@@ -170,7 +185,7 @@ class ResidualMLP(nn.Module):
         n_feats = feats.shape[-1]
         w_emb, w_in = self.embed_in.weight, self.in_proj.weight
         hidden_u = torch.baddbmm(self.embed_in.bias, feats, w_emb[:, :n_feats])
-        hidden_c = torch.baddbmm(hidden_u + w_emb[:, -1:], y, w_emb[:, n_feats:-1])
+        hidden_c = torch.baddbmm(hidden_u + w_emb[:, -1:], self._y_features(y), w_emb[:, n_feats:-1])
         emb_u, films_u = self._conditioning(hidden_u)
         emb_c, films_c = self._conditioning(hidden_c)
         dx = self.dim_x
@@ -200,14 +215,16 @@ class MixtureOfExperts(nn.Module):
     it, on the rows at or above the threshold.
     """
 
-    def __init__(self, dim_x: int, dim_y: int, model_dim: int, n_blocks: int, threshold: float) -> None:
+    def __init__(
+        self, dim_x: int, dim_y: int, model_dim: int, n_blocks: int, threshold: float, y_squares: bool = False
+    ) -> None:
         super().__init__()
         if not math.isfinite(threshold):
             raise ValueError(f"snr_threshold must be finite, got {threshold}")
         self.threshold = float(threshold)
         self.thresholds = (self.threshold,)
-        self.low = ResidualMLP(dim_x, dim_y, model_dim, n_blocks)
-        self.high = ResidualMLP(dim_x, dim_y, model_dim, n_blocks)
+        self.low = ResidualMLP(dim_x, dim_y, model_dim, n_blocks, y_squares=y_squares)
+        self.high = ResidualMLP(dim_x, dim_y, model_dim, n_blocks, y_squares=y_squares)
 
     def _high_rows(self, logsnr: Tensor, segments: tuple[int, ...] | None) -> slice | Tensor:
         if segments is None:

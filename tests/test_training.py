@@ -34,6 +34,20 @@ def test_save_load_estimate_is_identical(tmp_path, weak_task_sample) -> None:
     assert again.cfg == module.cfg
 
 
+def test_a_checkpoint_from_before_y_squares_loads_as_it_was_trained(tmp_path, weak_task_sample) -> None:
+    """Checkpoints saved before ``y_squares`` existed hold a network without y² inputs."""
+    s = weak_task_sample
+    cfg = EstimatorConfig(max_steps=30, model_dim=8, n_blocks=1, y_squares=False, val_fraction=0.0)
+    module, trainer = fit(cfg, s["x_train"], s["y_train"])
+    path = save_checkpoint(trainer, tmp_path / "old.ckpt")
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["hyper_parameters"]["y_squares"]  # as an older release saved it
+    torch.save(checkpoint, path)
+    again = load_module(path)
+    assert again.cfg.y_squares is False
+    assert again.estimate(s["x_test"], s["y_test"], seed=1).mi == module.estimate(s["x_test"], s["y_test"], seed=1).mi
+
+
 def test_a_saved_ema_run_loads_the_selected_weights(tmp_path, weak_task_sample) -> None:
     """Under EMA the selected weights are not the latest average, which Lightning would save."""
     s = weak_task_sample

@@ -20,7 +20,7 @@ TRIAL = {"model_dim": 8, "n_blocks": 1, "batch_size": 128, "max_steps": 80, "pat
 
 @pytest.fixture(scope="module")
 def rows():
-    configs = [("defaults", {"max_steps": 80, "seed": 0})]
+    configs = [("defaults", {"max_steps": 80, "val_interval": 20, "seed": 0})]
     configs += [(f"t{i:02d}", {**TRIAL, "learning_rate": lr}) for i, lr in enumerate((3e-4, 1e-3, 3e-3))]
     return [selection.run_job(TASK, trial, config, val_every=20) for trial, config in configs]
 
@@ -39,10 +39,13 @@ def test_candidates_are_scored_as_a_sweep_scores_them_and_written(rows, tmp_path
     summary = selection.summarise(rows)
     assert summary["tasks"] == []  # "tiny" is not a task of the PANEL
     per = selection.score_task(rows, "val_loss")
-    assert per["n_trials"] == 3 and per["regret"] >= 0 and per["pick_abs_error"] >= per["best_abs_error"]
+    # The defaults are one of the trials: every shipped sweep enqueues them (points_to_evaluate).
+    assert per["n_trials"] == 4 and per["regret"] >= 0 and per["pick_abs_error"] >= per["best_abs_error"]
+    without_defaults = selection.score_task(rows[1:], "val_loss")
+    assert without_defaults["n_trials"] == 3 and without_defaults["best_abs_error"] >= per["best_abs_error"]
     value, report = selection.trial_scores(rows[1]["reports"], "cond_nll_plus_disagreement")
     assert value == pytest.approx(report["val_nll_x_given_y"] + abs(report["mi"] - report["mi_orthogonal"]))
-    assert selection.score_task(rows, selection.SELECTED)["n_trials"] == 3
+    assert selection.score_task(rows, selection.SELECTED)["n_trials"] == 4
     assert selection.defaults_error(rows) == pytest.approx(abs(rows[0]["selected"]["mi"] - rows[0]["true_mi"]))
 
 

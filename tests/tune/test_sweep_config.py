@@ -158,3 +158,11 @@ def test_unreachable_tracking_store_exits_2_before_anything_runs(tmp_path, capsy
     assert code == 2
     assert "127.0.0.1:9" in capsys.readouterr().err
     assert not storage.exists()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "sweep").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_enqueues_the_library_defaults(path) -> None:
+    """The sweep's pick is chosen among the defaults too (benchmarks/selection.py scores it so)."""
+    defaults = EstimatorConfig()
+    points = load_config(path).search.points_to_evaluate
+    assert any(all(getattr(defaults, k) == v for k, v in p.items()) for p in points), points
