@@ -131,7 +131,7 @@ class EstimatorConfig:
         "so training starts from the data's Gaussian MI",
     )
     y_squares: bool = hyperparameter(
-        False,
+        True,
         "give the conditioning MLP y² (elementwise) beside y: dependence through a shared scale, as in "
         "heavy-tailed data, is a function of y², which the MLP otherwise has to build from y",
     )
