@@ -38,14 +38,19 @@ BMI_SAMPLES = 5000
 
 
 def equal_parameter_width(dim_x: int, dim_y: int, width: int, n_blocks: int) -> int:
-    """The unified width whose parameter count is closest to the mixture's (two networks of ``width``)."""
-    from dmi.networks import MixtureOfExperts, ResidualMLP
+    """The unified width whose parameter count is closest to the mixture's (two networks of ``width``).
 
-    def count(net) -> int:
-        return sum(p.numel() for p in net.parameters())
+    Both are built as the library builds them (``build_denoiser``), so they follow its defaults (``y_squares``).
+    """
+    from dmi.config import EstimatorConfig
+    from dmi.module import build_denoiser
 
-    target = count(MixtureOfExperts(dim_x, dim_y, width, n_blocks, 0.0))
-    return min(range(width, 4 * width), key=lambda w: abs(count(ResidualMLP(dim_x, dim_y, w, n_blocks)) - target))
+    def count(**changes) -> int:
+        cfg = EstimatorConfig(n_blocks=n_blocks, snr_threshold=0.0, **changes)
+        return sum(p.numel() for p in build_denoiser(cfg, dim_x, dim_y).parameters())
+
+    target = count(architecture="moe", model_dim=width)
+    return min(range(width, 4 * width), key=lambda w: abs(count(architecture="unified", model_dim=w) - target))
 
 
 def _init_worker() -> None:
