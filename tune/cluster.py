@@ -54,8 +54,6 @@ def quiet_libraries() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # Tune forces an experiment snapshot whenever a trial has saved num_to_keep checkpoints: harmless here.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Named third-party deprecations: torch's, raised by Lightning 2.6, and equinox 0.10's under bmi's JAX.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
     warnings.filterwarnings("ignore", message=r"jax\.core\.pp_eqn_rules is deprecated", category=DeprecationWarning)

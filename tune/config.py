@@ -224,7 +224,7 @@ class TrialsConfig:
     gpu: float = key(0.0, at_least(0), under="resources")
     max_concurrent_trials: int | None = key(None, at_least(1))
     max_failures: int = key(0, at_least(0))
-    num_to_keep: int = key(2, at_least(1))
+    num_to_keep: int = key(2, at_least(1))  # a finished trial's best checkpoints, beside its latest: tune.retention
     reuse_actors: bool = key(True)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from dmi.config import EstimatorConfig
 from tune.data import SweepData
 from tune.objectives import CANDIDATES, MODE
+from tune.retention import best_checkpoint
 from tune.summary import clean, diverged, ranking_quality
 from tune.trainable import CHECKPOINT_FILE
 
@@ -117,7 +118,7 @@ def final_estimate(grid: Any, objective: str, data: SweepData, n_logsnr: int) ->
     from dmi.training import load_module
 
     best = grid.get_best_result(metric=objective, mode=MODE, scope="all", filter_nan_and_inf=True)
-    checkpoint = best.get_best_checkpoint(metric=objective, mode=MODE) or best.checkpoint
+    checkpoint = best_checkpoint(best, objective) or best.checkpoint
     if checkpoint is None:
         raise RuntimeError(f"the best trial ({best.path}) kept no checkpoint")
     with checkpoint.as_directory() as folder:

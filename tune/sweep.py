@@ -27,6 +27,7 @@ from tune.config import SweepConfig
 from tune.data import SweepData, load_data
 from tune.objectives import MODE
 from tune.overnight import study_settings
+from tune.retention import prune_finished_trials
 from tune.space import make_space
 from tune.storage import is_uri, join, read_json, resolve_storage, write_json
 from tune.summary import CONFIG_FILE, SUMMARY_FILE, diverged
@@ -239,9 +240,8 @@ def make_tuner(
         storage_path=path.rsplit("/", 1)[0],
         callbacks=[LiveCallbacks(name, callbacks)],
         stop=budget,  # tune.budget.SweepBudget: Tune's own time_budget_s restarts at every restore
-        checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=t.num_to_keep, checkpoint_score_attribute=cfg.objective, checkpoint_score_order=MODE
-        ),
+        # Tune keeps every checkpoint (its num_to_keep can delete one a restart resumes from): tune.retention.
+        checkpoint_config=tune.CheckpointConfig(checkpoint_score_attribute=cfg.objective, checkpoint_score_order=MODE),
         failure_config=tune.FailureConfig(max_failures=t.max_failures),
         verbose=0,
     )
@@ -275,6 +275,7 @@ def run_or_resume(
         finally:
             if budget is not None:
                 budget.save()
+        prune(cfg, p.path)
         # Tune saves unfinished trials as PENDING when stopped by a signal; a finished run has none.
         if any(t.status in ("PENDING", "RUNNING", "PAUSED") for t in tune.ExperimentAnalysis(p.path).trials):
             print(f"{p.name}: interrupted; run the same command again to resume")
@@ -288,6 +289,14 @@ def run_or_resume(
     finally:
         if tracker is not None:
             record_end(tracker, outcome, p.path)
+
+
+def prune(cfg: SweepConfig, path: str) -> None:
+    """Finished trials keep their best and latest checkpoints; a failure to delete leaves them all, and says so."""
+    try:
+        prune_finished_trials(path, cfg.objective, cfg.trials.num_to_keep)
+    except OSError as exc:
+        print(f"{path}: could not delete the checkpoints finished trials no longer need: {first_line(exc)}")
 
 
 def record_end(tracker: SweepTracker, outcome: Any, path: str) -> None:

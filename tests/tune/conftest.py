@@ -30,14 +30,32 @@ def local_ray():
 @pytest.fixture(scope="session")
 def finished_sweep(local_ray, tmp_path_factory):
     """TINY run once through ``dmi-tune run``, in process, on the session's Ray."""
+    import tune.sweep
     from tune.cli import main
 
     folder = tmp_path_factory.mktemp("sweep")
     settings = {**TINY, "compare_defaults": True}
     config = write_config(folder, settings)
     storage = folder / "results"
-    code = main(["run", str(config), "--storage", str(storage)])
-    return SimpleNamespace(code=code, config=config, storage=storage, path=storage / "tiny", settings=settings)
+    before_pruning: dict[str, list[str]] = {}  # trial folder: its checkpoints once Tune's run has ended
+
+    def look_then_prune(path, *args):
+        for trial in storage.glob("*/trial_*"):
+            before_pruning[trial.name] = sorted(c.name for c in trial.glob("checkpoint_*"))
+        return prune(path, *args)
+
+    prune = tune.sweep.prune_finished_trials
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tune.sweep, "prune_finished_trials", look_then_prune)
+        code = main(["run", str(config), "--storage", str(storage)])
+    return SimpleNamespace(
+        code=code,
+        config=config,
+        storage=storage,
+        path=storage / "tiny",
+        settings=settings,
+        before_pruning=before_pruning,
+    )
 
 
 def pytest_configure(config) -> None:

@@ -94,6 +94,40 @@ def test_best_result_agrees_with_reported_metrics(finished_sweep) -> None:
     assert spectrum["integral"] == pytest.approx(est["mi"], abs=0.1) and diag["window_covers_information"]
 
 
+def test_tune_deletes_no_checkpoint_while_it_runs_and_finished_trials_keep_their_best_and_latest(
+    finished_sweep,
+) -> None:
+    """A checkpoint deleted mid-run can be the one a restart resumes from (tune.retention): none is."""
+    trials = _trials(finished_sweep.path)
+    keep = 2  # trials.num_to_keep's default
+    pruned = 0
+    for trial_id, t in trials.items():
+        reports = t["reports"].dropna(subset=["checkpoint_dir_name"])
+        reported = sorted(reports["checkpoint_dir_name"])
+        assert finished_sweep.before_pruning[f"trial_{trial_id}"] == reported, trial_id
+        ranked = reports.sort_values(["val_loss", "training_iteration"], kind="stable")["checkpoint_dir_name"]
+        kept = set(ranked[:keep]) | {reports["checkpoint_dir_name"].iloc[-1]}
+        assert sorted(c.name for c in t["folder"].glob("checkpoint_*")) == sorted(kept), trial_id
+        pruned += len(reported) - len(kept)
+    assert pruned > 0  # some trial reported more often than it keeps: Ray's num_to_keep would have pruned it mid-run
+
+
+def test_the_best_checkpoint_is_the_lowest_finite_objective(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from tune.retention import best_checkpoint, ranked_checkpoints
+
+    def entry(name: str, value: float, iteration: int):
+        return SimpleNamespace(path=name), {"val_loss": value, "training_iteration": iteration}
+
+    result = SimpleNamespace(
+        best_checkpoints=[entry("nan", float("nan"), 1), entry("b", 0.5, 3), entry("a", 0.5, 2), entry("c", 0.9, 4)]
+    )
+    assert [c.path for c in ranked_checkpoints(result, "val_loss")] == ["a", "b", "c"]
+    assert best_checkpoint(result, "val_loss").path == "a"
+    assert best_checkpoint(SimpleNamespace(best_checkpoints=[entry("nan", float("nan"), 1)]), "val_loss") is None
+
+
 def test_finished_sweep_is_not_run_again(finished_sweep, capsys) -> None:
     before = sorted(p.name for p in finished_sweep.path.iterdir())
     assert main(["run", str(finished_sweep.config), "--storage", str(finished_sweep.storage)]) == 0
