@@ -70,6 +70,10 @@ def _build_module(
     y_val: np.ndarray | None,
 ) -> tuple[DiffusionMIModule, Preprocessed]:
     """``build_module``, and the training (and held-out) rows under the chosen preprocessing."""
+    # A sweep's rows come read-only from Ray's object store; torch warns before sharing such memory.
+    x_train, y_train = np.require(x_train, requirements="W"), np.require(y_train, requirements="W")
+    if x_val is not None and y_val is not None:
+        x_val, y_val = np.require(x_val, requirements="W"), np.require(y_val, requirements="W")
     module = DiffusionMIModule(x_train.shape[1], y_train.shape[1], **cfg.as_dict())
     if cfg.preprocess == "auto":
         choices = ["rescale", "rank_gauss"] if x_val is not None else ["rescale"]

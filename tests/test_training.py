@@ -105,3 +105,19 @@ def test_batches_resume_mid_epoch_where_they_stopped() -> None:
     resumed.load_state_dict(partial.state_dict())
     rest = [b[0] for b in resumed]
     assert len(rest) == 3 and all(torch.equal(a, b) for a, b in zip(first[2:], rest, strict=True))
+
+
+def test_read_only_rows_build_a_module_without_a_warning() -> None:
+    """A sweep's rows come read-only from Ray's object store: torch would warn in every trial."""
+    import warnings
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 2))
+    y = x + rng.standard_normal((200, 2))
+    for array in (x, y):
+        array.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_module(EstimatorConfig(), x, y, x[:50], y[:50])
