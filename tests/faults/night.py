@@ -42,7 +42,7 @@ from fault_helpers import (
     working_dir,
 )
 
-MAX_STEPS, VAL_EVERY = 240, 20
+MAX_STEPS, VAL_EVERY = 480, 20  # a trial of 24 reports: long enough for the harness to catch one mid-way
 REPORTS = MAX_STEPS // VAL_EVERY
 DIVERGING_LR = 1e6  # Adam at this rate overflows the network at once: the loss turns NaN
 LEARNING_RATES = [3e-3, DIVERGING_LR, 2e-3, 1e-3]
