@@ -46,15 +46,14 @@ def _exists(checkpoint: Any) -> bool:
     return checkpoint.filesystem.get_file_info(checkpoint.path).type != pafs.FileType.NotFound
 
 
-def prune_finished_trials(experiment_path: str, objective: str, num_to_keep: int) -> int:
+def prune_finished_trials(analysis: Any, objective: str, num_to_keep: int) -> int:
     """Delete what finished trials no longer need (see the module's docstring); the number deleted.
 
-    Reads the experiment as a restart would (``ExperimentAnalysis``: Tune's saved snapshot), so a trial
-    is only pruned once that snapshot says it is finished.
+    ``analysis`` is the experiment read as a restart would (``ExperimentAnalysis``: Tune's saved
+    snapshot), so a trial is only pruned once that snapshot says it is finished.
     """
     from ray import tune
 
-    analysis = tune.ExperimentAnalysis(experiment_path)
     finished = {trial.path for trial in analysis.trials if trial.status == "TERMINATED"}
     deleted = 0
     for result in tune.ResultGrid(analysis):

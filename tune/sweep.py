@@ -275,9 +275,10 @@ def run_or_resume(
         finally:
             if budget is not None:
                 budget.save()
-        prune(cfg, p.path)
+        analysis = tune.ExperimentAnalysis(p.path)  # as a restart will see it
+        prune(cfg, analysis)
         # Tune saves unfinished trials as PENDING when stopped by a signal; a finished run has none.
-        if any(t.status in ("PENDING", "RUNNING", "PAUSED") for t in tune.ExperimentAnalysis(p.path).trials):
+        if any(t.status in ("PENDING", "RUNNING", "PAUSED") for t in analysis.trials):
             print(f"{p.name}: interrupted; run the same command again to resume")
             outcome.summary, outcome.status = {**outcome.summary, "state": "interrupted"}, "KILLED"
             return EXIT_INTERRUPTED
@@ -291,12 +292,12 @@ def run_or_resume(
             record_end(tracker, outcome, p.path)
 
 
-def prune(cfg: SweepConfig, path: str) -> None:
-    """Finished trials keep their best and latest checkpoints; a failure to delete leaves them all, and says so."""
+def prune(cfg: SweepConfig, analysis: Any) -> None:
+    """Finished trials keep their best and latest checkpoints; a failed delete keeps what is left, and says so."""
     try:
-        prune_finished_trials(path, cfg.objective, cfg.trials.num_to_keep)
+        prune_finished_trials(analysis, cfg.objective, cfg.trials.num_to_keep)
     except OSError as exc:
-        print(f"{path}: could not delete the checkpoints finished trials no longer need: {first_line(exc)}")
+        print(f"{cfg.name}: could not delete the checkpoints finished trials no longer need: {first_line(exc)}")
 
 
 def record_end(tracker: SweepTracker, outcome: Any, path: str) -> None:

@@ -39,10 +39,10 @@ def finished_sweep(local_ray, tmp_path_factory):
     storage = folder / "results"
     before_pruning: dict[str, list[str]] = {}  # trial folder: its checkpoints once Tune's run has ended
 
-    def look_then_prune(path, *args):
+    def look_then_prune(analysis, *args):
         for trial in storage.glob("*/trial_*"):
             before_pruning[trial.name] = sorted(c.name for c in trial.glob("checkpoint_*"))
-        return prune(path, *args)
+        return prune(analysis, *args)
 
     prune = tune.sweep.prune_finished_trials
     with pytest.MonkeyPatch.context() as patch:
