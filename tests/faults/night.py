@@ -5,7 +5,9 @@ recording to a real ``mlflow server``:
 
 1. run 1: one trial diverges (learning rate 1e6: a real NaN), one trial's worker is
    SIGKILLed mid-way (Tune retries it from its checkpoint), then the driver itself is
-   SIGKILLed while one trial is finished and another is mid-way;
+   SIGKILLed while one trial is finished and another is mid-way. The retried trial's new
+   worker is SIGSTOPped once it has reported again, so that on a machine of any speed a
+   trial is still mid-way when another has finished (it is continued after the kill);
 2. run 2, the same command: the sweep resumes; once it trains again the server is
    SIGKILLed, and the sweep finishes without it (records go to the journal);
 3. with the store down, a new sweep is refused at once (exit 2, nothing started) and
@@ -137,13 +139,27 @@ def worker_mid_trial(driver: Process, experiment: Path) -> tuple[str, int, int] 
             continue
         trial = Path(working_dir(pid)).name
         indices = checkpoint_indices(experiment / trial) if trial.startswith("trial_") else []
-        if indices and 1 <= indices[-1] <= REPORTS - 5:
+        if indices and 1 <= indices[-1] <= REPORTS // 2:
             return trial, indices[-1], pid
     return None
 
 
 def reported_since(trial_dir: Path, moment: float) -> bool:
     return any(p.stat().st_mtime > moment for p in trial_dir.glob("checkpoint_*"))
+
+
+def freeze_once_reported(driver: Process, experiment: Path, trial: str, moment: float) -> int | None:
+    """SIGSTOP the worker of ``trial`` once it has reported since ``moment``; its pid.
+
+    A stopped worker keeps its trial RUNNING and mid-way however fast the machine runs the others.
+    """
+    if not reported_since(experiment / trial, moment):
+        return None
+    for pid in session_pids(driver.pid):
+        if cmdline(pid).startswith("ray::ImplicitFunc") and Path(working_dir(pid)).name == trial:
+            os.kill(pid, signal.SIGSTOP)
+            return pid
+    return None
 
 
 def training(driver: Process) -> bool:
@@ -257,14 +273,21 @@ def run_night(night: Night, ledger) -> None:
         os.kill(pid, signal.SIGKILL)
         ledger.inject("worker SIGKILL")
         night.killed_worker = (trial, index)
-        wait_for(lambda: reported_since(night.experiment / trial, killed_at), 240, "the retried trial to report", first)
-        night.mark("killed trial reported again")
+        frozen = wait_for(
+            lambda: freeze_once_reported(first, night.experiment, trial, killed_at),
+            240,
+            "the retried trial to report",
+            first,
+        )
+        night.mark("killed trial reported again, its worker stopped")
         pids = session_pids(first.pid)
         # A process that exits meanwhile reads as an empty command line: it listens on nothing any more.
         night.sockets = {p: (cmdline(p), listening_sockets([p])) for p in pids if cmdline(p)}
         night.environments = {p: environment(p) for p in pids}
         wait_for(lambda: finished_and_mid_way(night.experiment), 240, "a finished and a mid-way trial", first)
         first.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(frozen, signal.SIGCONT)  # let it find its driver gone, as any other worker of run 1
         night.mark("run 1 driver killed")
         ledger.inject("driver SIGKILL")
         night.driver_killed_at = time.time()
