@@ -23,7 +23,6 @@ import torch
 from dmi.config import EstimatorConfig
 from dmi.estimation import estimate_mi, estimate_mi_independent
 from dmi.tasks import TaskSpec, sample_task, true_mi
-from dmi.threads import DEFAULT_THREADS
 from dmi.training import fit
 
 ARMS = {
@@ -74,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", nargs="+", default=list(ARMS))
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
-        "--threads", type=int, default=DEFAULT_THREADS, help="torch CPU threads (default: the library's, %(default)s)"
+        "--threads", type=int, default=1, help="torch CPU threads, fixed for the whole run (default %(default)s)"
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -15,7 +15,7 @@ from dmi.diagnostics import diagnose, emit
 from dmi.diffusion import MIEstimate
 from dmi.errors import ConfigError
 from dmi.spectrum import InformationSpectrum
-from dmi.threads import check_threads, torch_threads
+from dmi.threads import check_threads, thread_summary, torch_threads
 from dmi.training import fit, fitted_choices
 
 
@@ -28,8 +28,9 @@ class DiffusionMI:
 
     ``DiffusionMI(architecture="unified"|"moe", **hyperparameters)``; hyperparameters are
     the fields of ``EstimatorConfig``. ``estimate`` returns the direct estimate (nats) unless
-    ``form="orthogonal"``. ``threads`` caps torch's CPU threads while it trains and
-    estimates (default ``dmi.threads.DEFAULT_THREADS``, one: see ``dmi.threads``).
+    ``form="orthogonal"``. ``threads`` is torch's CPU threads while it trains and
+    estimates: a count, or ``"auto"`` (the default: one, more only while cores are free and
+    it pays; see ``dmi.threads``).
     """
 
     def __init__(
@@ -37,7 +38,7 @@ class DiffusionMI:
         architecture: str = "unified",
         test_fraction: float = TEST_FRACTION,
         form: str = "direct",
-        threads: int | None = None,
+        threads: int | str | None = None,
         **hyperparameters: Any,
     ) -> None:
         self.config = EstimatorConfig.from_dict({"architecture": architecture, **hyperparameters})
@@ -49,6 +50,7 @@ class DiffusionMI:
         self.test_fraction = test_fraction
         self.form = form
         self.module = None
+        self.threads_used: dict[str, Any] = {}
 
     def split(self, x, y) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Shuffle by the config's seed and hold out ``test_fraction`` for estimation."""
@@ -63,10 +65,11 @@ class DiffusionMI:
     def fit_and_estimate(self, x, y) -> tuple[MIEstimate, float, InformationSpectrum]:
         """Train, then the estimate and the information spectrum on the test part."""
         x_train, y_train, x_test, y_test = self.split(x, y)
-        with torch_threads(self.threads):
+        with torch_threads(self.threads) as threads:
             start = time.perf_counter()
-            self.module, _ = fit(self.config, x_train, y_train)
+            self.module, _ = fit(self.config, x_train, y_train, callbacks=threads.callbacks)
             train_seconds = time.perf_counter() - start
+            self.threads_used = thread_summary(threads)
             est = self.module.estimate(x_test, y_test, seed=self.config.seed)
             return est, train_seconds, self.module.spectrum(x_test, y_test, seed=self.config.seed)
 
@@ -82,7 +85,8 @@ class DiffusionMI:
         Both forms with standard errors, the selected and trained steps, whether training
         stopped early or ran out of budget still improving, train and held-out NLL and their
         gap, the forms' disagreement in SE, the preprocessing and Gaussian base chosen, and
-        the warnings (also raised as ``EstimateWarning``), and ``spectrum``: the information
+        the warnings (also raised as ``EstimateWarning``), ``threads`` (what training ran
+        under: ``dmi.threads.thread_summary``), and ``spectrum``: the information
         spectrum on the test part (``dmi.spectrum.InformationSpectrum.as_dict``).
         """
         from bmi.interface import EstimateResult
@@ -92,7 +96,8 @@ class DiffusionMI:
         diag = diagnose(est, self.module.selection, spectrum)
         emit(diag)
         info = est.as_dict() | diag | fitted_choices(self.module)
-        info |= {"train_seconds": train_seconds, "form": self.form, "spectrum": spectrum.as_dict()}
+        info |= {"train_seconds": train_seconds, "threads": self.threads_used, "form": self.form}
+        info["spectrum"] = spectrum.as_dict()
         value = est.mi if self.form == "direct" else est.mi_orthogonal
         return EstimateResult(
             mi_estimate=value, time_in_seconds=time.perf_counter() - start, additional_information=info

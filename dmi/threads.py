@@ -1,39 +1,132 @@
-"""How many CPU threads torch may use while dmi trains or estimates: one, unless told otherwise.
+"""How many CPU threads torch may use while dmi trains or estimates: chosen as it trains, by default.
 
 torch starts with one intra-op thread per core. On an idle machine a second thread trains
 somewhat faster. When another process (another terminal, a cron job) keeps a core busy, a
 fair-share scheduler gives this session one core, and torch's two threads then wait on each
-other: training slows to a crawl. One thread holds up either way. The figures are in
-``benchmarks/results/threads.md``. Trials of a sweep use as many threads as CPUs Ray gives
-them (``tune.trainable``).
+other: training slows to a crawl. So the default, ``"auto"``, starts at one thread and lets
+``dmi.adaptive_threads.AdaptiveThreads`` take more only while the cores are free and it pays,
+dropping back to one the moment a step says otherwise. A fixed count is taken as given. The
+figures are in ``benchmarks/results/threads.md``. Trials of a sweep use as many threads as
+CPUs Ray gives them (``tune.trainable``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
+import time
 from collections.abc import Iterator
+from typing import Any, Literal
 
-from dmi.checks import positive_int_problem, require
+from dmi.errors import ConfigError
 
-DEFAULT_THREADS = 1
+AUTO = "auto"
+DEFAULT_THREADS = AUTO
+MOST_AUTO_THREADS = 4  # past this, the default width gains nothing
+
+Threads = int | Literal["auto"]
 
 
-def check_threads(threads: int | None) -> int:
-    """The thread count to use: ``threads``, or ``DEFAULT_THREADS`` for None; refuses < 1 (``ConfigError``)."""
+def check_threads(threads: Any) -> Threads:
+    """``threads`` as given (a positive int or ``"auto"``; None: the default); else ``ConfigError``."""
     if threads is None:
         return DEFAULT_THREADS
-    return require("threads", threads, positive_int_problem)
+    if threads == AUTO or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
+        return threads
+    raise ConfigError(f"threads must be a positive integer or 'auto', got {threads!r}")
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# A probe: one small matrix product of the default width's shape, fast at any thread count
+# unless the threads must wait for a core (then each op takes a scheduler slice, ~100x).
+_PROBE_ROWS, _PROBE_IN, _PROBE_OUT = 1024, 64, 256
+CONTENDED_RATIO = 4.0
+
+
+def _probe_seconds(operands: tuple, reps: int) -> float:
+    a, w, b = operands
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        (a @ w).add_(b)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def cores_contended(threads: int) -> bool:
+    """Whether ``threads`` torch threads would now wait on each other for cores.
+
+    Times a small matrix product at one thread and at ``threads``: free cores run the latter
+    about as fast, a core shared with another busy process runs it many times slower. The
+    caller's thread count is restored.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    generator = torch.Generator().manual_seed(0)
+    operands = tuple(
+        torch.randn(*shape, generator=generator)
+        for shape in ((_PROBE_ROWS, _PROBE_IN), (_PROBE_IN, _PROBE_OUT), (_PROBE_ROWS, _PROBE_OUT))
+    )
+    try:
+        torch.set_num_threads(1)
+        one = _probe_seconds(operands, reps=3)
+        torch.set_num_threads(threads)
+        _probe_seconds(operands, reps=1)  # the new threads' first op
+        return _probe_seconds(operands, reps=3) >= CONTENDED_RATIO * one
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclasses.dataclass(frozen=True)
+class ThreadControl:
+    """What ``torch_threads`` set: the request, and the callbacks that training should add for it."""
+
+    requested: Threads
+    callbacks: tuple = ()
 
 
 @contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[int]:
-    """Run the block with torch's intra-op threads set to ``threads`` (None: the default), then restore."""
+def torch_threads(threads: Any) -> Iterator[ThreadControl]:
+    """Run the block under ``threads`` (None: the default), then restore the caller's count.
+
+    A count is set as given. ``"auto"`` sets one thread and yields, in ``.callbacks``, the
+    Lightning callback that may raise it during training; pass those to the Trainer.
+    """
     import torch
 
     wanted = check_threads(threads)
     before = torch.get_num_threads()
-    torch.set_num_threads(wanted)
+    callbacks: tuple = ()
+    if wanted == AUTO:
+        torch.set_num_threads(1)
+        most = min(available_cores(), MOST_AUTO_THREADS)
+        if most > 1:
+            from dmi.adaptive_threads import AdaptiveThreads
+
+            callbacks = (AdaptiveThreads(most),)
+    else:
+        torch.set_num_threads(wanted)
     try:
-        yield wanted
+        yield ThreadControl(wanted, callbacks)
     finally:
         torch.set_num_threads(before)
+
+
+def thread_summary(control: ThreadControl) -> dict[str, Any]:
+    """What training ran under: ``{"requested": N}``, or for ``"auto"`` what its callback settled on."""
+    import torch
+
+    for callback in control.callbacks:
+        if hasattr(callback, "summary"):
+            return callback.summary()
+    final = torch.get_num_threads() if control.requested == AUTO else control.requested
+    return {"requested": control.requested, "final": final, "switches": 0, "drops": 0}

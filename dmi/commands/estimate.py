@@ -91,29 +91,30 @@ def run(args: argparse.Namespace) -> int:
     x_train, _, x_test, y_test = split
 
     from dmi.commands.progress import LiveDisplay, quiet
-    from dmi.threads import torch_threads
+    from dmi.threads import thread_summary, torch_threads
 
     live = not args.json and sys.stdout.isatty()
-    with quiet(args.verbose), torch_threads(args.threads):
+    with quiet(args.verbose), torch_threads(args.threads) as threads:
         start = time.perf_counter()
         try:
             if live:
                 with LiveDisplay(1) as display:
                     epoch = max(len(x_train) // cfg.batch_size, 1)
                     callbacks = display.start(1, args.data, cfg.max_steps, epoch)
-                    module, trainer = _fit(cfg, args, split, callbacks)
+                    module, trainer = _fit(cfg, args, split, [*callbacks, *threads.callbacks])
             else:
-                module, trainer = _fit(cfg, args, split, [])
+                module, trainer = _fit(cfg, args, split, list(threads.callbacks))
         except FloatingPointError as exc:  # not bad input: a failed run (exit 1)
             print(f"dmi: error: {exc}; try a lower --learning_rate", file=sys.stderr)
             return EXIT_FAILED
         train_seconds = time.perf_counter() - start
+        used = thread_summary(threads)
         est = module.estimate(x_test, y_test, seed=cfg.seed)
         spectrum = module.spectrum(x_test, y_test, seed=cfg.seed)
     from dmi.diagnostics import diagnose
     from dmi.training import fitted_choices
 
-    diag = diagnose(est, module.selection, spectrum) | fitted_choices(module)
+    diag = diagnose(est, module.selection, spectrum) | fitted_choices(module) | {"threads": used}
     if args.spectrum:
         from dmi.spectrum_plot import plot_spectrum
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from dmi.checks import positive_number_problem
 from dmi.config import EstimatorConfig, field_help
-from dmi.errors import UsageError
-from dmi.threads import DEFAULT_THREADS
+from dmi.errors import ConfigError, UsageError
+from dmi.threads import DEFAULT_THREADS, check_threads
 
 # Fields with a hand-written option below (original names); the rest are generated.
 NAMED_FIELDS = frozenset(
@@ -180,11 +180,10 @@ def add_estimator_options(parser: argparse.ArgumentParser, *, original_defaults:
     )
     tr.add_argument(
         "--threads",
-        type=int,
-        metavar="N",
+        metavar="N|auto",
         default=DEFAULT_THREADS,
-        help="CPU threads for torch (default %(default)s: 2 train ~20 %% faster on an idle machine, "
-        "but ~100x slower when another process keeps a core busy)",
+        help="CPU threads for torch (default %(default)s: start at 1, take more while the cores are free "
+        "and steps get faster, back to 1 as soon as another process keeps a core busy)",
     )
     tr.add_argument("--verbose", action="store_true", help="show Lightning's own messages and warnings")
 
@@ -249,8 +248,20 @@ def check_common(args: argparse.Namespace) -> None:
         "max_steps",
         "val_interval",
         "test_batch_size",
-        "threads",
     )
+    args.threads = parse_threads(args.threads)
+
+
+def parse_threads(text: str | int) -> int | str:
+    """``--threads``: ``auto`` or a positive integer (``UsageError`` otherwise)."""
+    if text == "auto" or isinstance(text, int):
+        value: int | str = text
+    else:
+        value = int(text) if str(text).strip().isdigit() else str(text)
+    try:
+        return check_threads(value)
+    except ConfigError:
+        raise UsageError(f"--threads must be a positive integer or 'auto', got {text!r}") from None
 
 
 def resolve_config(

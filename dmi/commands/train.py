@@ -53,9 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TYPE",
         help="multinormal, half_cube or spiral (default %(default)s)",
     )
-    task.add_argument(
-        "--dim", type=int, default=3, metavar="N", help="dimension of x and of y (default %(default)s)"
-    )
+    task.add_argument("--dim", type=int, default=3, metavar="N", help="dimension of x and of y (default %(default)s)")
     task.add_argument(
         "--strength",
         type=float,
@@ -200,14 +198,14 @@ def run(args: argparse.Namespace) -> int:
     failed = appended = 0
     from dmi.threads import torch_threads
 
-    with quiet(args.verbose), torch_threads(args.threads), make_display(len(experiments)) as display:
+    with quiet(args.verbose), torch_threads(args.threads) as threads, make_display(len(experiments)) as display:
         for k, exp in enumerate(experiments, start=1):
             if args.run_all and any(exp.matches(r) for r in records):
                 display.line(k, exp.spec.name, f"already in {results_path}; skipped")
                 continue
             callbacks = display.start(k, exp.spec.name, exp.cfg.max_steps, exp.budget.steps_per_epoch)
             try:
-                record = run_experiment(exp, args, callbacks)
+                record = run_experiment(exp, args, [*callbacks, *threads.callbacks])
             except FloatingPointError as exc:
                 display.finish(f"failed: {exc}")
                 failed += 1

@@ -38,7 +38,7 @@ DMI_CASES = [
     (["estimate", "uneven.npz"], "different numbers of samples: 60 vs 50"),
     (["estimate", "tiny.npz"], "too few samples"),
     (["estimate", "flat.npz"], "x column 1 is constant"),
-    (["estimate", "good.npz", "--threads", "0"], "--threads must be > 0"),
+    (["estimate", "good.npz", "--threads", "0"], "--threads must be a positive integer or 'auto'"),
     (["train", "--train_sample_num", "600", "--test_num", "200", "--max_steps", "-3"], "--max_steps must be > 0"),
 ]
 
@@ -106,6 +106,6 @@ def test_the_library_refuses_a_bad_thread_count(fault_ledger):
     from dmi.api import DiffusionMI
 
     fault_ledger.offer("library threads")
-    with pytest.raises(ValueError, match="threads must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="threads must be a positive integer or 'auto', got 0"):
         DiffusionMI(threads=0)
     fault_ledger.refuse("library threads")

@@ -53,7 +53,8 @@ class DiffusionMIModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """``params``: ``seed``, ``n_logsnr`` (0: the model's own), ``strict`` (refuse data out of domain) and
-        ``threads`` (torch's CPU threads; 0: ``dmi.threads.DEFAULT_THREADS``).
+        ``threads`` (torch's CPU threads; 0: ``dmi.threads.DEFAULT_THREADS``, which
+        estimates at one thread: nothing trains here to show that more would pay).
         """
         from dmi.diagnostics import EstimateWarning
         from dmi.threads import DEFAULT_THREADS, torch_threads
