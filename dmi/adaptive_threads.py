@@ -1,6 +1,6 @@
 """A Lightning callback that gives training more torch threads only while they pay, and takes them back at once.
 
-Step times are the evidence. A higher count is tried only when ``dmi.threads.cores_contended``
+Step times are the evidence. A higher count is tried only when ``dmi.core_probe.cores_contended``
 finds free cores, and kept only when the median step of a window at it beats that of the
 window just before, at the count in use. Any later step several times slower than the
 one-thread median is checked by the probe at once: if another process now has a core,
@@ -17,7 +17,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from dmi.threads import cores_contended
+from dmi.core_probe import cores_contended
 
 WARMUP_STEPS = 5  # first steps carry allocation and autograd set-up
 WINDOW_STEPS = 16

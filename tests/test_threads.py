@@ -6,9 +6,11 @@ import pytest
 import torch
 
 import dmi.adaptive_threads as adaptive
+import dmi.core_probe as core_probe
 import dmi.threads as threads_module
 from dmi.adaptive_threads import FIRST_WAIT, SETTLE_STEPS, WARMUP_STEPS, WINDOW_STEPS, AdaptiveThreads
-from dmi.threads import DEFAULT_THREADS, check_threads, cores_contended, thread_summary, torch_threads
+from dmi.core_probe import cores_contended
+from dmi.threads import DEFAULT_THREADS, check_threads, thread_summary, torch_threads
 
 
 def test_the_default_is_auto_and_bad_counts_are_refused():
@@ -128,9 +130,9 @@ class _Probe:
 
 def test_the_probe_calls_cores_contended_when_more_threads_run_many_times_slower(monkeypatch):
     before = torch.get_num_threads()
-    monkeypatch.setattr(threads_module, "_probe_seconds", _Probe(20.0))
+    monkeypatch.setattr(core_probe, "_probe_seconds", _Probe(20.0))
     assert cores_contended(2) is True
-    monkeypatch.setattr(threads_module, "_probe_seconds", _Probe(0.8))
+    monkeypatch.setattr(core_probe, "_probe_seconds", _Probe(0.8))
     assert cores_contended(2) is False
     assert torch.get_num_threads() == before
     monkeypatch.undo()

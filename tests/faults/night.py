@@ -132,6 +132,19 @@ def saved_statuses(experiment: Path) -> dict[str, str]:
     return {t["trial_id"]: t["status"] for t in trials}
 
 
+def saved_failures(experiment: Path, trial_id: str) -> int:
+    """The trial's failure count in Tune's latest experiment snapshot (0 if not yet there)."""
+    files = sorted(glob.glob(str(experiment / "experiment_state-*.json")))
+    try:
+        state = json.loads(Path(files[-1]).read_text()) if files else {"trial_data": []}
+    except (OSError, ValueError):  # caught mid-sync
+        return 0
+    for trial, metadata in state["trial_data"]:
+        if json.loads(trial)["trial_id"] == trial_id:
+            return int(json.loads(metadata).get("num_failures", 0))
+    return 0
+
+
 def worker_mid_trial(driver: Process, experiment: Path) -> tuple[str, int, int] | None:
     """(trial folder, checkpoint index, worker pid) of a trial that has reported twice and has far to go."""
     for pid in session_pids(driver.pid):
@@ -284,7 +297,14 @@ def run_night(night: Night, ledger) -> None:
         # A process that exits meanwhile reads as an empty command line: it listens on nothing any more.
         night.sockets = {p: (cmdline(p), listening_sockets([p])) for p in pids if cmdline(p)}
         night.environments = {p: environment(p) for p in pids}
-        wait_for(lambda: finished_and_mid_way(night.experiment), 240, "a finished and a mid-way trial", first)
+        # A driver SIGKILL loses what Tune did since its last snapshot: the worker's failure must be in it.
+        killed_id = trial.removeprefix("trial_")
+        wait_for(
+            lambda: finished_and_mid_way(night.experiment) and saved_failures(night.experiment, killed_id) >= 1,
+            240,
+            "a finished and a mid-way trial, the worker's failure saved",
+            first,
+        )
         first.kill()
         with contextlib.suppress(ProcessLookupError):
             os.kill(frozen, signal.SIGCONT)  # let it find its driver gone, as any other worker of run 1

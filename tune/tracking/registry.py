@@ -68,7 +68,7 @@ class DiffusionMIModel(mlflow.pyfunc.PythonModel):
         y = frame[columns[self.module.dim_x :]].to_numpy(dtype="float64")
         params = params or {}
         seed = int(params.get("seed", 0))
-        with torch_threads(int(params.get("threads") or DEFAULT_THREADS)):
+        with torch_threads(int(params["threads"]) if params.get("threads") else DEFAULT_THREADS):
             domain = self.module.check_domain(x, y, seed=seed)
             if domain.in_domain is not True:
                 if params.get("strict") and domain.in_domain is False:
