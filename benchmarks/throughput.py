@@ -87,7 +87,9 @@ class StepTimer:
         self.callback = _Callback()
 
 
-def lightning_steps_per_s(cfg: EstimatorConfig, x: np.ndarray, y: np.ndarray, steps: int, accelerator: str) -> float:
+def lightning_steps_per_s(
+    cfg: EstimatorConfig, x: np.ndarray, y: np.ndarray, steps: int, accelerator: str
+) -> float:
     warmup = max(steps // 10, 5)
     timer = StepTimer(warmup)
     cfg = cfg.replace(max_steps=steps + warmup)
@@ -152,10 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     for dim in args.dims:
         u = next(r for r in rows if r["dim"] == dim and r["arch"] == "unified")
         m = next(r for r in rows if r["dim"] == dim and r["arch"] == "moe")
-        print(f"dim {dim}: MoE / unified throughput {m['project_steps_per_s'] / u['project_steps_per_s']:.2f}")
+        print(
+            f"dim {dim}: MoE / unified throughput {m['project_steps_per_s'] / u['project_steps_per_s']:.2f}"
+        )
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_cuda_mb = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    print(f"peak memory: RSS {peak_rss_mb:.0f} MiB" + (f", CUDA {peak_cuda_mb:.0f} MiB" if peak_cuda_mb else ""))
+    print(
+        f"peak memory: RSS {peak_rss_mb:.0f} MiB" + (f", CUDA {peak_cuda_mb:.0f} MiB" if peak_cuda_mb else "")
+    )
     if args.json:
         print(
             json.dumps(

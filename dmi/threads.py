@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterator
 from typing import Any, Literal
 
+from dmi.checks import positive_int_problem
 from dmi.errors import ConfigError
 
 AUTO = "auto"
@@ -31,7 +32,7 @@ def check_threads(threads: Any) -> Threads:
     """``threads`` as given (a positive int or ``"auto"``; None: the default); else ``ConfigError``."""
     if threads is None:
         return DEFAULT_THREADS
-    if threads == AUTO or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
+    if threads == AUTO or positive_int_problem(threads) is None:
         return threads
     raise ConfigError(f"threads must be a positive integer or 'auto', got {threads!r}")
 
@@ -81,10 +82,7 @@ def torch_threads(threads: Any) -> Iterator[ThreadControl]:
 
 def thread_summary(control: ThreadControl) -> dict[str, Any]:
     """What training ran under: ``{"requested": N}``, or for ``"auto"`` what its callback settled on."""
-    import torch
-
-    for callback in control.callbacks:
-        if hasattr(callback, "summary"):
-            return callback.summary()
-    final = torch.get_num_threads() if control.requested == AUTO else control.requested
+    if control.callbacks:
+        return control.callbacks[0].summary()
+    final = 1 if control.requested == AUTO else control.requested  # auto on one core: one thread
     return {"requested": control.requested, "final": final, "switches": 0, "drops": 0}

@@ -254,12 +254,8 @@ def check_common(args: argparse.Namespace) -> None:
 
 def parse_threads(text: str | int) -> int | str:
     """``--threads``: ``auto`` or a positive integer (``UsageError`` otherwise)."""
-    if text == "auto" or isinstance(text, int):
-        value: int | str = text
-    else:
-        value = int(text) if str(text).strip().isdigit() else str(text)
     try:
-        return check_threads(value)
+        return check_threads(int(text) if str(text).isdigit() else text)
     except ConfigError:
         raise UsageError(f"--threads must be a positive integer or 'auto', got {text!r}") from None
 

@@ -53,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TYPE",
         help="multinormal, half_cube or spiral (default %(default)s)",
     )
-    task.add_argument("--dim", type=int, default=3, metavar="N", help="dimension of x and of y (default %(default)s)")
+    task.add_argument(
+        "--dim", type=int, default=3, metavar="N", help="dimension of x and of y (default %(default)s)"
+    )
     task.add_argument(
         "--strength",
         type=float,
