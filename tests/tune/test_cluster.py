@@ -96,6 +96,7 @@ def check_placement(observed: dict) -> list[dict]:
     return runs
 
 
+@pytest.mark.slow  # 45-50 s: three simulated nodes start; it kept the default run at the edge of 10 minutes
 def test_fractional_gpu_trials_spread_over_nodes(tmp_path) -> None:
     observed = run_cluster_sweep(tmp_path, "--reports", "3")
     check_placement(observed)
