@@ -13,6 +13,23 @@ os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
 torch.set_num_threads(1)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Point absl's log handler at the real stderr before any test imports bmi (bmi → JAX → absl).
+
+    absl's handler keeps the ``sys.stderr`` of its import, which under pytest is pytest's capture
+    file, and closes that stream when logging shuts its handlers down (a library's ``dictConfig``)
+    unless it is the ``sys.stderr`` of that moment. Inside a ``capsys`` test it is not: pytest's
+    own capture file was closed under it, and a later test died with "I/O operation on closed file".
+    """
+    import sys
+
+    try:
+        from absl import logging as absl_logging
+    except ImportError:  # no absl in this environment: nothing holds pytest's capture file
+        return
+    absl_logging.get_absl_handler().python_handler.setStream(sys.__stderr__)
+
+
 def gaussian_sample(cov: np.ndarray, dim_x: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact float64 draws (bmi's float32 sampler perturbs nearly singular tasks)."""
     xy = np.random.default_rng(seed).multivariate_normal(np.zeros(len(cov)), cov, size=n)
