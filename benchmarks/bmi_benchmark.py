@@ -128,6 +128,8 @@ def run_job(task_id: str, seed: int, estimator: str, settings: PeerSettings) -> 
             "stderr": se,
             "estimate_orthogonal": info["mi_orthogonal"],
             "stderr_orthogonal": info["mi_orthogonal_stderr"],
+            "estimate_cross": info["mi_cross"],
+            "stderr_cross": info["mi_cross_stderr"],
             "below_zero_2se": value < -2 * se,
             "selected_step": info.get("selected_step"),
             "trained_steps": info.get("trained_steps"),
@@ -219,6 +221,8 @@ def report(rows: list[dict[str, Any]]) -> str:
         seconds = sum(_num(r.get("seconds")) or 0.0 for r in mine)
         total = f"**{sum(_true(r['success']) for r in mine)}/{len(mine)}**"
         lines.append(f"| {est} | " + " | ".join(cells) + f" | {total} | {below} | {seconds:.0f} |")
+    for est in (e for e in estimators if e in DMI):
+        lines.append(cross_form_row(est, [r for r in rows if r["estimator"] == est], families))
     peers = [e for e in estimators if e in PEERS]
     lines += [
         "",
@@ -253,6 +257,26 @@ def report(rows: list[dict[str, Any]]) -> str:
         tail = (f" | {best[1]} {best[0]:.3f} |" if best else " | |") if peers else " |"
         lines.append(f"| {task} | {truth:.3f} | " + " | ".join(cells) + tail)
     return "\n".join(lines) + "\n"
+
+
+def cross_form(row: dict[str, Any]) -> float | None:
+    """The cross form of a dmi row: exactly the mean of its direct and orthogonal estimates."""
+    direct, orthogonal = _num(row.get("estimate")), _num(row.get("estimate_orthogonal"))
+    return None if direct is None or orthogonal is None else 0.5 * (direct + orthogonal)
+
+
+def cross_form_row(est: str, mine: list[dict[str, Any]], families: list[str]) -> str:
+    """The summary row of ``est`` judged on its cross form (rows written before it was reported included)."""
+    cells = []
+    for fam in families:
+        runs = [r for r in mine if r["family"] == fam]
+        cells.append(f"{sum(success(cross_form(r), float(r['true_mi'])) for r in runs)}/{len(runs)}")
+    total = sum(success(cross_form(r), float(r["true_mi"])) for r in mine)
+    below = 0
+    for r in mine:
+        value, se = cross_form(r), _num(r.get("stderr_cross"))  # no SE in rows from before the cross form
+        below += value is not None and se is not None and value < -2 * se
+    return f"| {est}, cross form | " + " | ".join(cells) + f" | **{total}/{len(mine)}** | {below} | - |"
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:

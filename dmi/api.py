@@ -28,9 +28,9 @@ class DiffusionMI:
 
     ``DiffusionMI(architecture="unified"|"moe", **hyperparameters)``; hyperparameters are
     the fields of ``EstimatorConfig``. ``estimate`` returns the direct estimate (nats) unless
-    ``form="orthogonal"``. ``threads`` is torch's CPU threads while it trains and
-    estimates: a count, or ``"auto"`` (the default: one, more only while cores are free and
-    it pays; see ``dmi.threads``).
+    ``form="orthogonal"`` or ``form="cross"`` (the mean of the two; see ``estimate_mi``).
+    ``threads`` is torch's CPU threads while it trains and estimates: a count, or ``"auto"``
+    (the default: one, more only while cores are free and it pays; see ``dmi.threads``).
     """
 
     def __init__(
@@ -46,7 +46,7 @@ class DiffusionMI:
         if not 0.0 < test_fraction < 1.0:
             raise ConfigError(f"test_fraction must be in (0, 1), got {test_fraction}")
         if form not in FORMS:
-            raise ConfigError(f"form must be 'direct' or 'orthogonal', got {form!r}")
+            raise ConfigError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
         self.test_fraction = test_fraction
         self.form = form
         self.module = None
@@ -77,12 +77,12 @@ class DiffusionMI:
         """The estimate (nats); its bad signs are raised as ``EstimateWarning``."""
         est, _, spectrum = self.fit_and_estimate(x, y)
         emit(diagnose(est, self.module.selection, spectrum))
-        return est.mi if self.form == "direct" else est.mi_orthogonal
+        return form_value(est, self.form)
 
     def estimate_with_info(self, x, y):
         """bmi's ``EstimateResult``; ``additional_information`` says how the estimate was obtained.
 
-        Both forms with standard errors, the selected and trained steps, whether training
+        The three forms with standard errors, the selected and trained steps, whether training
         stopped early or ran out of budget still improving, train and held-out NLL and their
         gap, the forms' disagreement in SE, the preprocessing and Gaussian base chosen, and
         the warnings (also raised as ``EstimateWarning``), ``threads`` (what training ran
@@ -98,7 +98,7 @@ class DiffusionMI:
         info = est.as_dict() | diag | fitted_choices(self.module)
         info |= {"train_seconds": train_seconds, "threads": self.threads_used, "form": self.form}
         info["spectrum"] = spectrum.as_dict()
-        value = est.mi if self.form == "direct" else est.mi_orthogonal
+        value = form_value(est, self.form)
         return EstimateResult(
             mi_estimate=value, time_in_seconds=time.perf_counter() - start, additional_information=info
         )
@@ -108,7 +108,14 @@ class DiffusionMI:
         return parameters_model()(**self.config.as_dict(), test_fraction=self.test_fraction, form=self.form)
 
 
-FORMS = ("direct", "orthogonal")
+FORMS = ("direct", "orthogonal", "cross")
+
+
+def form_value(est: MIEstimate, form: str) -> float:
+    """The estimate of ``form`` (one of ``FORMS``)."""
+    return {"direct": est.mi, "orthogonal": est.mi_orthogonal, "cross": est.mi_cross}[form]
+
+
 # The annotations of EstimatorConfig's fields (strings: the module has postponed annotations).
 _FIELD_TYPES = {"str": str, "float": float, "int": int, "bool": bool, "int | None": Optional[int]}  # noqa: UP045 (pydantic 1)
 

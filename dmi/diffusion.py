@@ -143,6 +143,10 @@ class MIEstimate:
     nll_x_given_y: float
     n_points: int
     n_logsnr: int
+    # The cross form, ½∫E⟨ε − ε̂(z), ε̂(z, y) − ε̂(z)⟩dα, the mean of the direct and orthogonal forms
+    # (NaN where not computed): see ``dmi.estimation.estimate_mi``.
+    mi_cross: float = math.nan
+    mi_cross_stderr: float = math.nan
     # Per-point nll(x) + nll(x|y) (float64), for paired comparisons between models; not reported.
     nll_points: Tensor | None = field(default=None, repr=False, compare=False)
     # Per-point direct integrand (pointwise MI, float64), for the domain check (dmi.domain).
@@ -154,6 +158,8 @@ class MIEstimate:
             "mi_orthogonal": self.mi_orthogonal,
             "mi_stderr": self.mi_stderr,
             "mi_orthogonal_stderr": self.mi_orthogonal_stderr,
+            "mi_cross": self.mi_cross,
+            "mi_cross_stderr": self.mi_cross_stderr,
             "nll_x": self.nll_x,
             "nll_x_given_y": self.nll_x_given_y,
             "n_points": self.n_points,

@@ -94,7 +94,13 @@ def estimate_mi(
     rows_per_pass: int | None = None,
     seed: int | None = None,
 ) -> MIEstimate:
-    """Direct and orthogonal MI with standard errors, every point at every grid node.
+    """Direct, orthogonal and cross MI with standard errors, every point at every grid node.
+
+    The cross form ½∫E⟨ε − ε̂(z), ε̂(z, y) − ε̂(z)⟩dα is, point by point, the mean of the
+    other two. With exact denoisers all three are the MI. It is linear in the conditional
+    prediction, where the direct form loses and the orthogonal form gains the squared size
+    of the conditional model's fitting noise: zero-mean noise cancels in it, a shrunken
+    conditional shift does not (measured in ``benchmarks/results/bmi-benchmark-attempts.md``).
 
     A randomly shifted stratified grid of ``n_logsnr`` log-SNR nodes is shared by all
     points; each point gets its own noise, the *same* for the unconditional and the
@@ -138,9 +144,10 @@ def estimate_mi(
         orth.append(0.5 * (w * gap_orth).sum(0))
         nll_u.append(0.5 * (w * (mse_u - ref)).sum(0))
         nll_c.append(0.5 * (w * (mse_c - ref)).sum(0))
-    direct_points = torch.cat(direct)
+    direct_points, orth_points = torch.cat(direct), torch.cat(orth)
     mi, mi_se = mean_and_stderr(direct_points)
-    mo, mo_se = mean_and_stderr(torch.cat(orth))
+    mo, mo_se = mean_and_stderr(orth_points)
+    mc, mc_se = mean_and_stderr(0.5 * (direct_points + orth_points))
     h = gaussian_entropy(d)
     nll_u_points, nll_c_points = torch.cat(nll_u), torch.cat(nll_c)
     return MIEstimate(
@@ -152,6 +159,8 @@ def estimate_mi(
         nll_x_given_y=h + nll_c_points.mean().item(),
         n_points=n,
         n_logsnr=k,
+        mi_cross=mc,
+        mi_cross_stderr=mc_se,
         nll_points=(nll_u_points + nll_c_points).cpu() + 2 * h,
         mi_points=direct_points.cpu(),
     )

@@ -71,6 +71,7 @@ def test_oracle_command_json(capsys) -> None:
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("gt_mi", "mi_estimate", "mi_estimate_orthogonal", "mi_stderr", "mi_orthogonal_stderr"):
         assert key in out
+    assert abs(out["mi_estimate_cross"] - out["gt_mi"]) < max(0.05, 3 * out["mi_cross_stderr"])
     assert abs(out["mi_estimate"] - out["gt_mi"]) < max(0.05, 3 * out["mi_stderr"])
 
 

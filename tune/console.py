@@ -74,7 +74,9 @@ def print_final(summary: dict[str, Any]) -> None:
         return
     truth = summary.get("true_mi")
     print(f"final estimate on {est['n_points']} held-out test points ({est['n_logsnr']} log-SNR nodes):")
-    for form, key in (("direct", "mi"), ("orthogonal", "mi_orthogonal")):
+    for form, key in (("direct", "mi"), ("orthogonal", "mi_orthogonal"), ("cross", "mi_cross")):
+        if key not in est:  # a summary written before the cross form was reported
+            continue
         line = f"  {form:<11} {est[key]:.4f} ± {est[key + '_stderr']:.4f} nats"
         if truth is not None:
             line += f"   truth {truth:.4f}, error {est[key] - truth:+.4f}"

@@ -140,6 +140,7 @@ def final_estimate(grid: Any, objective: str, data: SweepData, n_logsnr: int) ->
     if data.true_mi is not None:
         out["abs_error"] = abs(out["final_estimate"]["mi"] - data.true_mi)
         out["abs_error_orthogonal"] = abs(out["final_estimate"]["mi_orthogonal"] - data.true_mi)
+        out["abs_error_cross"] = abs(out["final_estimate"]["mi_cross"] - data.true_mi)
     return out
 
 

@@ -155,6 +155,8 @@ def format_result(
         "mi_stderr": est.mi_stderr * factor,
         "mi_orthogonal": est.mi_orthogonal * factor,
         "mi_orthogonal_stderr": est.mi_orthogonal_stderr * factor,
+        "mi_cross": est.mi_cross * factor,
+        "mi_cross_stderr": est.mi_cross_stderr * factor,
     }
     if args.json:
         return json.dumps(
@@ -195,5 +197,6 @@ def format_result(
         f"I(X;Y) of {args.data} (x: {', '.join(sample.x_names)}; y: {', '.join(sample.y_names)}), "
         f"trained on {n_train}, estimated on {n_test} samples:\n"
         f"  direct      {values['mi']:.4f} ± {values['mi_stderr']:.4f} {unit}\n"
-        f"  orthogonal  {values['mi_orthogonal']:.4f} ± {values['mi_orthogonal_stderr']:.4f} {unit}" + how
+        f"  orthogonal  {values['mi_orthogonal']:.4f} ± {values['mi_orthogonal_stderr']:.4f} {unit}\n"
+        f"  cross       {values['mi_cross']:.4f} ± {values['mi_cross_stderr']:.4f} {unit} (the mean of the two)" + how
     )

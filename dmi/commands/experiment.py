@@ -131,6 +131,8 @@ def make_record(
         "ema_decay": cfg.ema_decay,
         "mi_stderr": est.mi_stderr,
         "mi_orthogonal_stderr": est.mi_orthogonal_stderr,
+        "mi_estimate_cross": est.mi_cross,
+        "mi_cross_stderr": est.mi_cross_stderr,
         "train_seconds": train_seconds,
         "checkpoint": str(exp.checkpoint),
         "checkpoint_action": action,

@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         "mi_estimate_orthogonal": est.mi_orthogonal,
         "mi_stderr": est.mi_stderr,
         "mi_orthogonal_stderr": est.mi_orthogonal_stderr,
+        "mi_estimate_cross": est.mi_cross,
+        "mi_cross_stderr": est.mi_cross_stderr,
         "logsnr_range": [proposal.low, proposal.high],
     }
     if args.json:
@@ -77,4 +79,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"  direct      {est.mi:.4f} ± {est.mi_stderr:.4f}  (error {est.mi - gt:+.4f})")
         err = est.mi_orthogonal - gt
         print(f"  orthogonal  {est.mi_orthogonal:.4f} ± {est.mi_orthogonal_stderr:.4f}  (error {err:+.4f})")
+        print(f"  cross       {est.mi_cross:.4f} ± {est.mi_cross_stderr:.4f}  (error {est.mi_cross - gt:+.4f})")
     return 0

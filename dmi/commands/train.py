@@ -166,7 +166,8 @@ def summary(record: dict) -> str:
         how += f", selected step {diag['selected_step']}" + (" (stopped early)" if diag["stopped_early"] else "")
     return (
         f"MI {record['mi_estimate']:.4f} ± {record['mi_stderr']:.4f}"
-        f" (orthogonal {record['mi_estimate_orthogonal']:.4f} ± {record['mi_orthogonal_stderr']:.4f}),"
+        f" (orthogonal {record['mi_estimate_orthogonal']:.4f} ± {record['mi_orthogonal_stderr']:.4f},"
+        f" cross {record['mi_estimate_cross']:.4f} ± {record['mi_cross_stderr']:.4f}),"
         f" true {record['gt_mi']:.4f} nats; {how}"
     )
 

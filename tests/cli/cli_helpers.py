@@ -38,7 +38,10 @@ ORIGINAL_FIELDS = (
     "preprocessing",
     "use_ema",
 )
-ADDED_FIELDS = ("ema_decay", "mi_stderr", "mi_orthogonal_stderr", "train_seconds", "checkpoint")
+ADDED_FIELDS = (
+    *("ema_decay", "mi_stderr", "mi_orthogonal_stderr", "mi_estimate_cross", "mi_cross_stderr"),
+    *("train_seconds", "checkpoint"),
+)
 
 
 def read_lines(path: Path) -> list[dict]:

@@ -37,7 +37,7 @@ def test_csv_json_in_bits_matches_nats(workdir: Path, dmi, gaussian_xy) -> None:
     bits = json.loads(dmi(*args, "--bits")[1])
     assert nats["unit"] == "nats" and bits["unit"] == "bits"
     assert nats["x"] == ["a", "b"] and nats["y"] == ["c"] and nats["n_test"] == 600
-    for key in ("mi", "mi_stderr", "mi_orthogonal", "mi_orthogonal_stderr"):
+    for key in ("mi", "mi_stderr", "mi_orthogonal", "mi_orthogonal_stderr", "mi_cross", "mi_cross_stderr"):
         assert math.isclose(bits[key] * math.log(2), nats[key], rel_tol=1e-6), key
     assert nats["estimator_config"]["model_dim"] == 8 and nats["trained_steps"] == 40
 

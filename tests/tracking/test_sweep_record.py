@@ -90,6 +90,9 @@ def test_parent_run_holds_config_best_trial_estimates_and_counts(recorded, store
     assert metrics["final_mi_orthogonal"] == pytest.approx(final["mi_orthogonal"])
     assert metrics["final_mi_stderr"] == pytest.approx(final["mi_stderr"])
     assert metrics["final_mi_orthogonal_stderr"] == pytest.approx(final["mi_orthogonal_stderr"])
+    assert metrics["final_mi_cross"] == pytest.approx(0.5 * (final["mi"] + final["mi_orthogonal"]))
+    assert metrics["final_mi_cross_stderr"] == pytest.approx(final["mi_cross_stderr"])
+    assert metrics["abs_error_cross"] == pytest.approx(abs(final["mi_cross"] - summary["true_mi"]))
     assert metrics["gt_mi"] == pytest.approx(summary["true_mi"])
     assert metrics["abs_error"] == pytest.approx(abs(final["mi"] - summary["true_mi"]))
     assert metrics["objective_value"] == pytest.approx(summary["best_metrics"]["objective"])
@@ -138,6 +141,8 @@ def test_registered_champion_predicts_within_the_standard_error_of_the_final_est
         "mi_orthogonal",
         "mi_stderr",
         "mi_orthogonal_stderr",
+        "mi_cross",
+        "mi_cross_stderr",
         "in_domain",
         "domain_score",
     ]
@@ -146,7 +151,7 @@ def test_registered_champion_predicts_within_the_standard_error_of_the_final_est
     assert len(predicted) == 1
     assert bool(predicted["in_domain"][0]) and predicted["domain_score"][0] < 0.5
     final = recorded.summary["final_estimate"]
-    for key in ("mi", "mi_orthogonal"):
+    for key in ("mi", "mi_orthogonal", "mi_cross"):
         assert abs(predicted[key][0] - final[key]) <= final[f"{key}_stderr"], key
         assert predicted[f"{key}_stderr"][0] > 0
     # The preprocessing statistics travel with the model (and in its metadata).

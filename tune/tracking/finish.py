@@ -24,12 +24,12 @@ from tune.tracking.uri import artifacts_via
 
 log = logging.getLogger(__name__)
 
-ESTIMATE_FIELDS = ("mi", "mi_orthogonal", "mi_stderr", "mi_orthogonal_stderr")
+ESTIMATE_FIELDS = ("mi", "mi_orthogonal", "mi_stderr", "mi_orthogonal_stderr", "mi_cross", "mi_cross_stderr")
 RANKING_FIELDS = ("spearman", "regret", "pick_abs_error", "best_abs_error")
 DEFAULTS_FIELDS = ("mi", "mi_orthogonal", "mi_stderr", "abs_error", "trained_steps")
 SELECTION_FIELDS = ("selected_step", "trained_steps", "stopped_early", "still_improving")
 FIT_FIELDS = ("nll_gap", "train_nll", "val_nll", "forms_disagreement_se")
-SUMMARY_FIELDS = ("abs_error", "abs_error_orthogonal", "wall_s", "budget_spent_s")
+SUMMARY_FIELDS = ("abs_error", "abs_error_orthogonal", "abs_error_cross", "wall_s", "budget_spent_s")
 
 
 def finite(value: Any) -> float | None:

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 MODEL_ARTIFACT = "estimator"
-OUTPUT_COLUMNS = ("mi", "mi_orthogonal", "mi_stderr", "mi_orthogonal_stderr")
+OUTPUT_COLUMNS = ("mi", "mi_orthogonal", "mi_stderr", "mi_orthogonal_stderr", "mi_cross", "mi_cross_stderr")
 TAG_OBJECTIVE = "dmi.objective"
 TAG_OBJECTIVE_VALUE = "dmi.objective_value"
 TAG_TRIAL = "dmi.best_trial_id"

@@ -13,8 +13,11 @@ from dmi.errors import SweepNotFound
 from tune.tracking.runs import TAG_ROLE, TAG_SWEEP, child_runs, quoted, trial_status
 from tune.tracking.uri import is_http, resolve_tracking_uri
 
-ESTIMATES = ("final_mi", "final_mi_stderr", "final_mi_orthogonal", "final_mi_orthogonal_stderr", "gt_mi")
-ERRORS = ("abs_error", "abs_error_orthogonal", "objective_value")
+ESTIMATES = (
+    *("final_mi", "final_mi_stderr", "final_mi_orthogonal", "final_mi_orthogonal_stderr"),
+    *("final_mi_cross", "final_mi_cross_stderr", "gt_mi"),
+)
+ERRORS = ("abs_error", "abs_error_orthogonal", "abs_error_cross", "objective_value")
 FIDELITY = ("fidelity_spearman", "fidelity_regret", "defaults_abs_error")
 ESTIMATE_KEYS = ESTIMATES + ERRORS + FIDELITY  # the parent run's metrics a summary shows
 
@@ -79,11 +82,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         objective = f"  {summary['objective']} = {value:.4g}" if value is not None else ""
         lines.append(f"best      trial {summary['best_trial_id']}{objective}")
         lines.extend(f"            {key} = {value}" for key, value in sorted(summary["best_config"].items()))
-    for label, key in (("direct", "final_mi"), ("orthogonal", "final_mi_orthogonal")):
+    for label, key in (("direct", "final_mi"), ("orthogonal", "final_mi_orthogonal"), ("cross", "final_mi_cross")):
         if key in est:
             stderr = est.get(f"{key}_stderr")
             spread = f" ± {stderr:.4f}" if stderr is not None else ""
-            error_key = "abs_error" if key == "final_mi" else "abs_error_orthogonal"
+            error_key = f"abs_error{key[len('final_mi') :]}"
             error = f"  (|error| {est[error_key]:.4f})" if error_key in est else ""
             lines.append(f"MI        {label:<10} {est[key]:.4f}{spread} nats{error}")
     if "fidelity_spearman" in est:
