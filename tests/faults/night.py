@@ -145,34 +145,54 @@ def saved_failures(experiment: Path, trial_id: str) -> int:
     return 0
 
 
-def worker_mid_trial(driver: Process, experiment: Path) -> tuple[str, int, int] | None:
-    """(trial folder, checkpoint index, worker pid) of a trial that has reported twice and has far to go."""
+def trial_workers(driver: Process, trial: str) -> list[int]:
+    """Every process of this driver's session titled as a trial worker and working in ``trial``'s folder.
+
+    A worker's forked children carry its title and folder too, so the trial's actor is one of these, not
+    necessarily the first: a fault aimed at the trial goes to all of them.
+    """
+    return [
+        pid
+        for pid in session_pids(driver.pid)
+        if cmdline(pid).startswith("ray::ImplicitFunc") and Path(working_dir(pid)).name == trial
+    ]
+
+
+def worker_mid_trial(driver: Process, experiment: Path) -> tuple[str, int, list[int]] | None:
+    """(trial folder, checkpoint index, worker pids) of a trial that has reported twice and has far to go."""
     for pid in session_pids(driver.pid):
         if not cmdline(pid).startswith("ray::ImplicitFunc"):
             continue
         trial = Path(working_dir(pid)).name
         indices = checkpoint_indices(experiment / trial) if trial.startswith("trial_") else []
         if indices and 1 <= indices[-1] <= REPORTS // 2:
-            return trial, indices[-1], pid
+            return trial, indices[-1], trial_workers(driver, trial)
     return None
+
+
+def failure_recorded(trial_dir: Path) -> float | None:
+    """When Tune wrote the trial's error file, which it does as it handles a failure (None before)."""
+    try:
+        return (trial_dir / "error.txt").stat().st_mtime
+    except OSError:
+        return None
 
 
 def reported_since(trial_dir: Path, moment: float) -> bool:
     return any(p.stat().st_mtime > moment for p in trial_dir.glob("checkpoint_*"))
 
 
-def freeze_once_reported(driver: Process, experiment: Path, trial: str, moment: float) -> int | None:
-    """SIGSTOP the worker of ``trial`` once it has reported since ``moment``; its pid.
+def freeze_once_reported(driver: Process, experiment: Path, trial: str, moment: float) -> list[int] | None:
+    """SIGSTOP the workers of ``trial`` once it has reported since ``moment``; their pids.
 
     A stopped worker keeps its trial RUNNING and mid-way however fast the machine runs the others.
     """
     if not reported_since(experiment / trial, moment):
         return None
-    for pid in session_pids(driver.pid):
-        if cmdline(pid).startswith("ray::ImplicitFunc") and Path(working_dir(pid)).name == trial:
-            os.kill(pid, signal.SIGSTOP)
-            return pid
-    return None
+    pids = trial_workers(driver, trial)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    return pids or None
 
 
 def training(driver: Process) -> bool:
@@ -278,16 +298,20 @@ def run_night(night: Night, ledger) -> None:
         first = Process(command, folder / "first.log", folder)
         processes.append(first)
         ledger.inject("diverging trial")  # by its config: learning rate 1e6
-        trial, index, pid = wait_for(
+        trial, index, pids = wait_for(
             lambda: worker_mid_trial(first, night.experiment), 300, "a trial mid-way, its worker alive", first
         )
         night.mark("run 1 trial mid-way")
-        killed_at = time.time()
-        os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
         ledger.inject("worker SIGKILL")
         night.killed_worker = (trial, index)
+        # A report is the retry's only once Tune has handled the failure: the dying worker may still report.
+        failed_at = wait_for(
+            lambda: failure_recorded(night.experiment / trial), 120, "Tune to record the killed worker's failure", first
+        )
         frozen = wait_for(
-            lambda: freeze_once_reported(first, night.experiment, trial, killed_at),
+            lambda: freeze_once_reported(first, night.experiment, trial, failed_at),
             240,
             "the retried trial to report",
             first,
@@ -306,8 +330,9 @@ def run_night(night: Night, ledger) -> None:
             first,
         )
         first.kill()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(frozen, signal.SIGCONT)  # let it find its driver gone, as any other worker of run 1
+        for pid in frozen:  # let them find their driver gone, as any other worker of run 1
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         night.mark("run 1 driver killed")
         ledger.inject("driver SIGKILL")
         night.driver_killed_at = time.time()
