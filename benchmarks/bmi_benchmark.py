@@ -52,6 +52,8 @@ FIELDS = (
     "stderr",
     "estimate_orthogonal",
     "stderr_orthogonal",
+    "estimate_cross",
+    "stderr_cross",
     "error",
     "success",
     "below_zero_2se",
@@ -274,8 +276,9 @@ def cross_form_row(est: str, mine: list[dict[str, Any]], families: list[str]) ->
     total = sum(success(cross_form(r), float(r["true_mi"])) for r in mine)
     below = 0
     for r in mine:
-        value, se = cross_form(r), _num(r.get("stderr_cross"))  # no SE in rows from before the cross form
-        below += value is not None and se is not None and value < -2 * se
+        value, se = cross_form(r), _num(r.get("stderr_cross"))
+        # Rows from before the cross form have no SE for it: a negative value counts as below zero there.
+        below += value is not None and value < (-2 * se if se is not None else 0.0)
     return f"| {est}, cross form | " + " | ".join(cells) + f" | **{total}/{len(mine)}** | {below} | - |"
 
 
