@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -215,14 +216,9 @@ def report(rows: list[dict[str, Any]]) -> str:
     ]
     for est in estimators:
         mine = [r for r in rows if r["estimator"] == est]
-        cells = []
-        for fam in families:
-            runs = [r for r in mine if r["family"] == fam]
-            cells.append(f"{sum(_true(r['success']) for r in runs)}/{len(runs)}")
         below = sum(_true(r.get("below_zero_2se")) for r in mine) if est in DMI else "-"
         seconds = sum(_num(r.get("seconds")) or 0.0 for r in mine)
-        total = f"**{sum(_true(r['success']) for r in mine)}/{len(mine)}**"
-        lines.append(f"| {est} | " + " | ".join(cells) + f" | {total} | {below} | {seconds:.0f} |")
+        lines.append(summary_row(est, mine, families, lambda r: _true(r["success"]), f"{below} | {seconds:.0f}"))
     for est in (e for e in estimators if e in DMI):
         lines.append(cross_form_row(est, [r for r in rows if r["estimator"] == est], families))
     peers = [e for e in estimators if e in PEERS]
@@ -267,19 +263,29 @@ def cross_form(row: dict[str, Any]) -> float | None:
     return None if direct is None or orthogonal is None else 0.5 * (direct + orthogonal)
 
 
-def cross_form_row(est: str, mine: list[dict[str, Any]], families: list[str]) -> str:
-    """The summary row of ``est`` judged on its cross form (rows written before it was reported included)."""
+def summary_row(
+    label: str, mine: list[dict[str, Any]], families: list[str], hit: Callable[[dict], bool], tail: str
+) -> str:
+    """One row of the summary table: successes (``hit`` of a row) by family and in all, then ``tail``'s cells."""
     cells = []
     for fam in families:
         runs = [r for r in mine if r["family"] == fam]
-        cells.append(f"{sum(success(cross_form(r), float(r['true_mi'])) for r in runs)}/{len(runs)}")
-    total = sum(success(cross_form(r), float(r["true_mi"])) for r in mine)
+        cells.append(f"{sum(hit(r) for r in runs)}/{len(runs)}")
+    return f"| {label} | " + " | ".join(cells) + f" | **{sum(hit(r) for r in mine)}/{len(mine)}** | {tail} |"
+
+
+def cross_form_row(est: str, mine: list[dict[str, Any]], families: list[str]) -> str:
+    """The summary row of ``est`` judged on its cross form (rows written before it was reported included)."""
     below = 0
     for r in mine:
         value, se = cross_form(r), _num(r.get("stderr_cross"))
         # Rows from before the cross form have no SE for it: a negative value counts as below zero there.
         below += value is not None and value < (-2 * se if se is not None else 0.0)
-    return f"| {est}, cross form | " + " | ".join(cells) + f" | **{total}/{len(mine)}** | {below} | - |"
+
+    def hit(row: dict[str, Any]) -> bool:
+        return success(cross_form(row), float(row["true_mi"]))
+
+    return summary_row(f"{est}, cross form", mine, families, hit, f"{below} | -")
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:

@@ -14,6 +14,7 @@ from dmi.data import DataError, validate_sample
 from dmi.diagnostics import diagnose, emit
 from dmi.diffusion import MIEstimate
 from dmi.errors import ConfigError
+from dmi.forms import FORM_FIELDS
 from dmi.spectrum import InformationSpectrum
 from dmi.threads import check_threads, thread_summary, torch_threads
 from dmi.training import fit, fitted_choices
@@ -77,7 +78,7 @@ class DiffusionMI:
         """The estimate (nats); its bad signs are raised as ``EstimateWarning``."""
         est, _, spectrum = self.fit_and_estimate(x, y)
         emit(diagnose(est, self.module.selection, spectrum))
-        return form_value(est, self.form)
+        return est.form(self.form)
 
     def estimate_with_info(self, x, y):
         """bmi's ``EstimateResult``; ``additional_information`` says how the estimate was obtained.
@@ -98,7 +99,7 @@ class DiffusionMI:
         info = est.as_dict() | diag | fitted_choices(self.module)
         info |= {"train_seconds": train_seconds, "threads": self.threads_used, "form": self.form}
         info["spectrum"] = spectrum.as_dict()
-        value = form_value(est, self.form)
+        value = est.form(self.form)
         return EstimateResult(
             mi_estimate=value, time_in_seconds=time.perf_counter() - start, additional_information=info
         )
@@ -108,12 +109,7 @@ class DiffusionMI:
         return parameters_model()(**self.config.as_dict(), test_fraction=self.test_fraction, form=self.form)
 
 
-FORMS = ("direct", "orthogonal", "cross")
-
-
-def form_value(est: MIEstimate, form: str) -> float:
-    """The estimate of ``form`` (one of ``FORMS``)."""
-    return {"direct": est.mi, "orthogonal": est.mi_orthogonal, "cross": est.mi_cross}[form]
+FORMS = tuple(FORM_FIELDS)
 
 
 # The annotations of EstimatorConfig's fields (strings: the module has postponed annotations).

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from dmi.checks import finite_number_problem, logsnr_bounds, positive_number_problem, require
+from dmi.forms import FORM_FIELDS
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,10 @@ class MIEstimate:
     nll_points: Tensor | None = field(default=None, repr=False, compare=False)
     # Per-point direct integrand (pointwise MI, float64), for the domain check (dmi.domain).
     mi_points: Tensor | None = field(default=None, repr=False, compare=False)
+
+    def form(self, name: str) -> float:
+        """The estimate in form ``name`` (a key of ``FORM_FIELDS``)."""
+        return getattr(self, FORM_FIELDS[name])
 
     def as_dict(self) -> dict[str, float | int]:
         return {

@@ -8,6 +8,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from dmi.forms import FORM_FIELDS
+
 SHORT = {"architecture": "arch", "learning_rate": "lr", "model_dim": "dim", "snr_threshold": "snr", "use_ema": "ema"}
 
 
@@ -74,7 +76,7 @@ def print_final(summary: dict[str, Any]) -> None:
         return
     truth = summary.get("true_mi")
     print(f"final estimate on {est['n_points']} held-out test points ({est['n_logsnr']} log-SNR nodes):")
-    for form, key in (("direct", "mi"), ("orthogonal", "mi_orthogonal"), ("cross", "mi_cross")):
+    for form, key in FORM_FIELDS.items():
         if key not in est:  # a summary written before the cross form was reported
             continue
         line = f"  {form:<11} {est[key]:.4f} ± {est[key + '_stderr']:.4f} nats"

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from dmi.config import EstimatorConfig
+from dmi.forms import FORM_FIELDS
 from tune.data import SweepData
 from tune.objectives import CANDIDATES, MODE
 from tune.retention import best_checkpoint
-from tune.summary import clean, diverged, ranking_quality
+from tune.summary import abs_error_key, clean, diverged, ranking_quality
 from tune.trainable import CHECKPOINT_FILE
 
 
@@ -138,9 +139,8 @@ def final_estimate(grid: Any, objective: str, data: SweepData, n_logsnr: int) ->
         "true_mi": data.true_mi,
     }
     if data.true_mi is not None:
-        out["abs_error"] = abs(out["final_estimate"]["mi"] - data.true_mi)
-        out["abs_error_orthogonal"] = abs(out["final_estimate"]["mi_orthogonal"] - data.true_mi)
-        out["abs_error_cross"] = abs(out["final_estimate"]["mi_cross"] - data.true_mi)
+        for field in FORM_FIELDS.values():
+            out[abs_error_key(field)] = abs(out["final_estimate"][field] - data.true_mi)
     return out
 
 

@@ -9,6 +9,11 @@ SUMMARY_FILE = "dmi_summary.json"
 CONFIG_FILE = "dmi_config.json"  # the validated config, written when the experiment starts
 
 
+def abs_error_key(field: str) -> str:
+    """The summary's |error| key of an estimate field (``dmi.forms.FORM_FIELDS``), as mi → abs_error."""
+    return "abs_error" + field.removeprefix("mi")
+
+
 def diverged(result: dict[str, Any] | None) -> bool:
     """Whether a trial's last report says that its training diverged (``tune.trainable``)."""
     return bool(result and result.get("diverged"))

@@ -10,6 +10,8 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from dmi.errors import SweepNotFound
+from dmi.forms import FORM_FIELDS
+from tune.summary import abs_error_key
 from tune.tracking.runs import TAG_ROLE, TAG_SWEEP, child_runs, quoted, trial_status
 from tune.tracking.uri import is_http, resolve_tracking_uri
 
@@ -82,11 +84,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         objective = f"  {summary['objective']} = {value:.4g}" if value is not None else ""
         lines.append(f"best      trial {summary['best_trial_id']}{objective}")
         lines.extend(f"            {key} = {value}" for key, value in sorted(summary["best_config"].items()))
-    for label, key in (("direct", "final_mi"), ("orthogonal", "final_mi_orthogonal"), ("cross", "final_mi_cross")):
+    for label, field in FORM_FIELDS.items():
+        key = f"final_{field}"
         if key in est:
             stderr = est.get(f"{key}_stderr")
             spread = f" ± {stderr:.4f}" if stderr is not None else ""
-            error_key = f"abs_error{key[len('final_mi') :]}"
+            error_key = abs_error_key(field)
             error = f"  (|error| {est[error_key]:.4f})" if error_key in est else ""
             lines.append(f"MI        {label:<10} {est[key]:.4f}{spread} nats{error}")
     if "fidelity_spearman" in est:
