@@ -170,29 +170,42 @@ def worker_mid_trial(driver: Process, experiment: Path) -> tuple[str, int, list[
     return None
 
 
-def failure_recorded(trial_dir: Path) -> float | None:
-    """When Tune wrote the trial's error file, which it does as it handles a failure (None before)."""
-    try:
-        return (trial_dir / "error.txt").stat().st_mtime
-    except OSError:
-        return None
+def newest_checkpoint_write(trial_dir: Path) -> float:
+    """The latest modification time of a file in the trial's checkpoints (0 if none); a rewrite in place counts."""
+    newest = 0.0
+    for path in trial_dir.glob("checkpoint_*/*"):
+        with contextlib.suppress(OSError):  # a checkpoint deleted or replaced while listed
+            newest = max(newest, path.stat().st_mtime)
+    return newest
 
 
-def reported_since(trial_dir: Path, moment: float) -> bool:
-    return any(p.stat().st_mtime > moment for p in trial_dir.glob("checkpoint_*"))
+class RetriedWorker:
+    """Called until true: SIGSTOPs the retried worker of ``trial`` once it has written a checkpoint; its pids.
 
-
-def freeze_once_reported(driver: Process, experiment: Path, trial: str, moment: float) -> list[int] | None:
-    """SIGSTOP the workers of ``trial`` once it has reported since ``moment``; their pids.
-
-    A stopped worker keeps its trial RUNNING and mid-way however fast the machine runs the others.
+    The retried worker is a process titled as the trial's worker that was not killed, so no report of the
+    dying one can be taken for it; its checkpoint must be written after it was first seen. (Waiting for Tune's
+    ``error.txt`` first, as before, depended on when Tune wrote that file: once, in a clean-clone CI, the retried
+    trial had finished before the harness counted its reports.) A stopped worker keeps its trial RUNNING and
+    mid-way however fast the machine runs the others.
     """
-    if not reported_since(experiment / trial, moment):
-        return None
-    pids = trial_workers(driver, trial)
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    return pids or None
+
+    def __init__(self, driver: Process, trial_dir: Path, killed: list[int]) -> None:
+        self.driver, self.trial_dir, self.killed = driver, trial_dir, set(killed)
+        self.first_seen: float | None = None
+
+    def __call__(self) -> list[int] | None:
+        retry = [pid for pid in trial_workers(self.driver, self.trial_dir.name) if pid not in self.killed]
+        if not retry:
+            return None
+        if self.first_seen is None:
+            self.first_seen = time.time()
+            return None
+        if newest_checkpoint_write(self.trial_dir) <= self.first_seen:
+            return None
+        for pid in retry:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        return retry
 
 
 def training(driver: Process) -> bool:
@@ -306,16 +319,8 @@ def run_night(night: Night, ledger) -> None:
             os.kill(pid, signal.SIGKILL)
         ledger.inject("worker SIGKILL")
         night.killed_worker = (trial, index)
-        # A report is the retry's only once Tune has handled the failure: the dying worker may still report.
-        failed_at = wait_for(
-            lambda: failure_recorded(night.experiment / trial), 120, "Tune to record the killed worker's failure", first
-        )
-        frozen = wait_for(
-            lambda: freeze_once_reported(first, night.experiment, trial, failed_at),
-            240,
-            "the retried trial to report",
-            first,
-        )
+        retried = RetriedWorker(first, night.experiment / trial, pids)
+        frozen = wait_for(retried, 240, "the retried trial to report", first)
         night.mark("killed trial reported again, its worker stopped")
         pids = session_pids(first.pid)
         # A process that exits meanwhile reads as an empty command line: it listens on nothing any more.

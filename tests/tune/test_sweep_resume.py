@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from sweep_helpers import tiny_config, write_config
 
 from tune.budget import BUDGET_FILE
@@ -144,6 +145,10 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(local_ray, 
     assert f"resume: finished; {TRIALS} trials ({TRIALS} TERMINATED)" in capsys.readouterr().out
 
 
+# 55-65 s. The default run keeps what it checks: the fault night's killed driver resumes with the seconds it had
+# spent (test_a_killed_driver_resumes_keeping_finished_trials), and a budget ends a tracked night
+# (tests/tune/test_overnight.py); the full suite had passed 10 minutes on this 2-core machine.
+@pytest.mark.slow
 def test_a_resumed_sweep_goes_on_with_what_is_left_of_its_time_budget(local_ray, tmp_path) -> None:
     """Tune's own time_budget_s would start again from zero; the sweep's budget file says what is left."""
     config = _sweep_config("budget")
