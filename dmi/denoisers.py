@@ -184,6 +184,11 @@ class Denoiser(nn.Module):
     vanishes at high SNR: that damping leaves the net unable to correct ε̂ at high SNR,
     where near-deterministic nonlinear dependence (spiral) lives; without it spiral reads
     more and near-Gaussian rows are unchanged (``benchmarks/results/defaults-rationale.md``).
+
+    An inner network of several ``members`` (independently initialised networks packed on a
+    leading axis) predicts their mean for flat rows: that is every prediction the estimator
+    makes. Inputs laid out ``(members, rows, ·)``, which only the training loss passes (each
+    member on its own noise), give each member's prediction.
     """
 
     def __init__(self, inner: nn.Module, base: GaussianDenoiser | None = None) -> None:
@@ -195,6 +200,14 @@ class Denoiser(nn.Module):
     def thresholds(self) -> tuple[float, ...]:
         return tuple(getattr(self.inner, "thresholds", ()))
 
+    @property
+    def members(self) -> int:
+        return int(getattr(self.inner, "members", 1))
+
+    def _stacked(self, *rows: Tensor) -> list[Tensor]:
+        """Flat row tensors (rows, ·) or (rows,) as the same rows for every member: (members, rows, ·)."""
+        return [t.unsqueeze(0).expand(self.members, *t.shape) for t in rows]
+
     def forward(
         self,
         z: Tensor,
@@ -203,15 +216,27 @@ class Denoiser(nn.Module):
         y_present: Tensor,
         segments: tuple[int, ...] | None = None,
     ) -> Tensor:
-        out = self.inner(z, logsnr, y, y_present, segments)
+        if self.members > 1 and z.ndim == 2:
+            stacked = self._stacked(z, logsnr.reshape(-1), y, y_present.reshape(-1))
+            out = self.inner(*stacked, segments).mean(0)
+        else:
+            out = self.inner(z, logsnr, y, y_present, segments)
         if self.base is None:
             return out
+        if out.ndim == 3:  # one prediction per member; the base is the same for all of them
+            z_rows, y_rows = z.reshape(-1, z.shape[-1]), y.reshape(-1, y.shape[-1])
+            base = self.base(z_rows, logsnr.reshape(-1), y_rows, y_present.reshape(-1))
+            return base.reshape(out.shape) + out
         return self.base(z, logsnr, y, y_present) + out
 
     def pair(
         self, z: Tensor, logsnr: Tensor, y: Tensor, segments: tuple[int, ...] | None = None
     ) -> tuple[Tensor, Tensor]:
-        out_u, out_c = self.inner.pair(z, logsnr, y, segments)
+        if self.members > 1:
+            out_u, out_c = self.inner.pair(*self._stacked(z, logsnr.reshape(-1), y), segments)
+            out_u, out_c = out_u.mean(0), out_c.mean(0)
+        else:
+            out_u, out_c = self.inner.pair(z, logsnr, y, segments)
         if self.base is None:
             return out_u, out_c
         base_u, base_c = self.base.pair(z, logsnr, y)

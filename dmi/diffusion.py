@@ -122,8 +122,8 @@ def split_counts(total: int, n_strata: int) -> list[int]:
 
 
 def add_noise(x: Tensor, alpha: Tensor, eps: Tensor) -> Tensor:
-    """The Gaussian channel z = sqrt(σ(α))·x + sqrt(σ(−α))·ε (α broadcast per row)."""
-    alpha = alpha.reshape(-1, 1)
+    """The Gaussian channel z = sqrt(σ(α))·x + sqrt(σ(−α))·ε (α per row of ε; x broadcast to ε's rows)."""
+    alpha = alpha.reshape(*eps.shape[:-1], 1)
     return torch.sigmoid(alpha).sqrt() * x + torch.sigmoid(-alpha).sqrt() * eps
 
 

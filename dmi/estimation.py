@@ -45,21 +45,32 @@ def denoising_loss(
     ``y_drop_prob`` has no default here: ``EstimatorConfig.y_drop_prob`` is its one source.
 
     Rows are laid out stratum by stratum (equal counts), and each row is weighted by its
-    stratum's mass over its count, so the loss is unbiased for E_q[‖ε − ε̂‖²].
+    stratum's mass over its count, so the loss is unbiased for E_q[‖ε − ε̂‖²]. A denoiser of
+    several ``members`` sees every row once per member, each time with the member's own
+    log-SNR grid shift, noise and dropped y, and the loss is the members' mean: members that
+    differ in their draws as well as their initialisation average away more fitting noise.
     """
     n = x.shape[0]
+    members = int(getattr(denoiser, "members", 1))
     strata = check_thresholds(denoiser, proposal)
     counts = split_counts(n, len(strata))
-    alpha, _ = proposal.stratified(counts, strata, device=x.device)
     row_weight = torch.cat(
         [torch.full((c,), (hi - lo) / c, device=x.device) for c, (lo, hi) in zip(counts, strata, strict=True) if c]
     )
-    eps = torch.randn_like(x)
-    y_present = (torch.rand(n, device=x.device) >= y_drop_prob).to(x.dtype)
+    if members == 1:
+        alpha, _ = proposal.stratified(counts, strata, device=x.device)
+        eps = torch.randn_like(x)
+        y_present = (torch.rand(n, device=x.device) >= y_drop_prob).to(x.dtype)
+    else:
+        alpha, _ = proposal.stratified(counts, strata, members, device=x.device)
+        alpha = alpha.T.contiguous()  # (members, rows), every member's rows in the same strata
+        eps = torch.randn(members, *x.shape, device=x.device, dtype=x.dtype)
+        y_present = (torch.rand(members, n, device=x.device) >= y_drop_prob).to(x.dtype)
+        y = y.unsqueeze(0).expand(members, *y.shape)
     z = add_noise(x, alpha, eps)
     eps_hat = denoiser(z, alpha, y, y_present, tuple(counts))
-    per_row = (eps - eps_hat).pow(2).sum(dim=1)
-    return (row_weight * per_row).sum()
+    per_row = (eps - eps_hat).pow(2).sum(dim=-1)
+    return (row_weight * per_row).sum(dim=-1).mean()
 
 
 def pair_errors(

@@ -29,9 +29,11 @@ def build_denoiser(cfg: EstimatorConfig, dim_x: int, dim_y: int) -> Denoiser:
     """The architecture is only which inner network the one ``Denoiser`` wraps."""
 
     if cfg.architecture == "unified":
-        inner = ResidualMLP(dim_x, dim_y, cfg.model_dim, cfg.n_blocks, y_squares=cfg.y_squares)
+        inner = ResidualMLP(dim_x, dim_y, cfg.model_dim, cfg.n_blocks, n_experts=cfg.members, y_squares=cfg.y_squares)
     else:
-        inner = MixtureOfExperts(dim_x, dim_y, cfg.model_dim, cfg.n_blocks, cfg.snr_threshold, cfg.y_squares)
+        inner = MixtureOfExperts(
+            dim_x, dim_y, cfg.model_dim, cfg.n_blocks, cfg.snr_threshold, cfg.y_squares, members=cfg.members
+        )
     # Placeholder moments (identity) so checkpoints load into the right shapes.
     base = GaussianDenoiser(np.eye(dim_x + dim_y), dim_x) if cfg.gaussian_base else None
     return Denoiser(inner, base)

@@ -11,6 +11,7 @@ such networks, see ``MixtureOfExperts``), and the layout keeps their checkpoints
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -141,6 +142,11 @@ class ResidualMLP(nn.Module):
         # Zero output: at initialisation the prediction is the base denoiser's (or 0).
         self.out = ExpertLinear(n_experts, model_dim, dim_x, zero=True)
 
+    @property
+    def members(self) -> int:
+        """Independent networks packed on the leading axis (``dmi.denoisers.Denoiser`` averages them)."""
+        return self.n_experts
+
     def _y_features(self, y: Tensor) -> Tensor:
         """What the conditioning MLP sees of y: y, and y² beside it with ``y_squares``."""
         return torch.cat([y, y * y], dim=-1) if self.y_squares else y
@@ -212,32 +218,53 @@ class MixtureOfExperts(nn.Module):
 
     With ``segments`` (rows below, rows above the threshold, in that order, as the loss and
     the estimator lay them out) the high expert runs on the contiguous upper rows; without
-    it, on the rows at or above the threshold.
+    it, on the rows at or above the threshold. With ``members`` > 1 both experts hold that
+    many packed networks and take inputs laid out ``(members, rows, ·)``; the members share
+    the row layout (the loss gives each member the same stratum counts, the estimator the
+    same log-SNR), so one set of rows is routed for all of them.
     """
 
     def __init__(
-        self, dim_x: int, dim_y: int, model_dim: int, n_blocks: int, threshold: float, y_squares: bool = False
+        self,
+        dim_x: int,
+        dim_y: int,
+        model_dim: int,
+        n_blocks: int,
+        threshold: float,
+        y_squares: bool = False,
+        members: int = 1,
     ) -> None:
         super().__init__()
         if not math.isfinite(threshold):
             raise ValueError(f"snr_threshold must be finite, got {threshold}")
         self.threshold = float(threshold)
         self.thresholds = (self.threshold,)
-        self.low = ResidualMLP(dim_x, dim_y, model_dim, n_blocks, y_squares=y_squares)
-        self.high = ResidualMLP(dim_x, dim_y, model_dim, n_blocks, y_squares=y_squares)
+        self.low = ResidualMLP(dim_x, dim_y, model_dim, n_blocks, n_experts=members, y_squares=y_squares)
+        self.high = ResidualMLP(dim_x, dim_y, model_dim, n_blocks, n_experts=members, y_squares=y_squares)
+
+    @property
+    def members(self) -> int:
+        return self.low.n_experts
 
     def _high_rows(self, logsnr: Tensor, segments: tuple[int, ...] | None) -> slice | Tensor:
+        alpha = logsnr[0] if logsnr.ndim == 2 else logsnr.reshape(-1)  # (members, rows): the first member's
         if segments is None:
-            return (logsnr.reshape(-1) >= self.threshold).nonzero().reshape(-1)
-        if len(segments) != 2 or sum(segments) != logsnr.reshape(-1).shape[0]:
+            return (alpha >= self.threshold).nonzero().reshape(-1)
+        if len(segments) != 2 or sum(segments) != alpha.shape[0]:
             raise ValueError(f"segments must give the rows below and above the threshold, got {segments}")
         return slice(segments[0], None)
 
     @staticmethod
+    def _rows(t: Tensor, rows: slice | Tensor, stacked: bool) -> Tensor:
+        return t[:, rows] if stacked else t[rows]
+
+    @staticmethod
     def _refine(out: Tensor, rows: slice | Tensor, correction: Tensor) -> Tensor:
+        axis = out.ndim - 2  # the row axis, behind the member axis when there is one
         if isinstance(rows, slice):
-            return torch.cat([out[: rows.start], out[rows] + correction])
-        return out.index_add(0, rows, correction)
+            upper = out.narrow(axis, rows.start, out.shape[axis] - rows.start)
+            return torch.cat([out.narrow(axis, 0, rows.start), upper + correction], dim=axis)
+        return out.index_add(axis, rows, correction)
 
     def forward(
         self,
@@ -247,15 +274,21 @@ class MixtureOfExperts(nn.Module):
         y_present: Tensor,
         segments: tuple[int, ...] | None = None,
     ) -> Tensor:
+        stacked = z.ndim == 3
         out = self.low(z, logsnr, y, y_present)
         rows = self._high_rows(logsnr, segments)
-        a = logsnr.reshape(-1)
-        return self._refine(out, rows, self.high(z[rows], a[rows], y[rows], y_present.reshape(-1)[rows]))
+        a = logsnr if stacked else logsnr.reshape(-1)
+        present = y_present.reshape(a.shape)
+        pick = functools.partial(self._rows, rows=rows, stacked=stacked)
+        return self._refine(out, rows, self.high(pick(z), pick(a), pick(y), pick(present)))
 
     def pair(
         self, z: Tensor, logsnr: Tensor, y: Tensor, segments: tuple[int, ...] | None = None
     ) -> tuple[Tensor, Tensor]:
+        stacked = z.ndim == 3
         out_u, out_c = self.low.pair(z, logsnr, y)
         rows = self._high_rows(logsnr, segments)
-        high_u, high_c = self.high.pair(z[rows], logsnr.reshape(-1)[rows], y[rows])
+        a = logsnr if stacked else logsnr.reshape(-1)
+        pick = functools.partial(self._rows, rows=rows, stacked=stacked)
+        high_u, high_c = self.high.pair(pick(z), pick(a), pick(y))
         return self._refine(out_u, rows, high_u), self._refine(out_c, rows, high_c)
