@@ -11,7 +11,6 @@ such networks, see ``MixtureOfExperts``), and the layout keeps their checkpoints
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -255,10 +254,6 @@ class MixtureOfExperts(nn.Module):
         return slice(segments[0], None)
 
     @staticmethod
-    def _rows(t: Tensor, rows: slice | Tensor, stacked: bool) -> Tensor:
-        return t[:, rows] if stacked else t[rows]
-
-    @staticmethod
     def _refine(out: Tensor, rows: slice | Tensor, correction: Tensor) -> Tensor:
         axis = out.ndim - 2  # the row axis, behind the member axis when there is one
         if isinstance(rows, slice):
@@ -278,9 +273,8 @@ class MixtureOfExperts(nn.Module):
         out = self.low(z, logsnr, y, y_present)
         rows = self._high_rows(logsnr, segments)
         a = logsnr if stacked else logsnr.reshape(-1)
-        present = y_present.reshape(a.shape)
-        pick = functools.partial(self._rows, rows=rows, stacked=stacked)
-        return self._refine(out, rows, self.high(pick(z), pick(a), pick(y), pick(present)))
+        at = (slice(None), rows) if stacked else rows  # the routed rows, of every member
+        return self._refine(out, rows, self.high(z[at], a[at], y[at], y_present.reshape(a.shape)[at]))
 
     def pair(
         self, z: Tensor, logsnr: Tensor, y: Tensor, segments: tuple[int, ...] | None = None
@@ -289,6 +283,6 @@ class MixtureOfExperts(nn.Module):
         out_u, out_c = self.low.pair(z, logsnr, y)
         rows = self._high_rows(logsnr, segments)
         a = logsnr if stacked else logsnr.reshape(-1)
-        pick = functools.partial(self._rows, rows=rows, stacked=stacked)
-        high_u, high_c = self.high.pair(pick(z), pick(a), pick(y))
+        at = (slice(None), rows) if stacked else rows
+        high_u, high_c = self.high.pair(z[at], a[at], y[at])
         return self._refine(out_u, rows, high_u), self._refine(out_c, rows, high_c)
