@@ -122,10 +122,9 @@ class EstimatorConfig:
     )
     members: int = hyperparameter(
         1,
-        "independently initialised networks of width model_dim, packed side by side and trained on "
-        "the same rows with their own noise draws; every prediction is their mean, which removes part "
-        "of the fitting noise that biases the direct form low on a few thousand rows (4 members of "
-        "width 32 hold as many weights as one network of width 64)",
+        "independently initialised networks of width model_dim, packed side by side; each step deals "
+        "the batch out among them, each with its own noise draws, and every prediction is their mean, "
+        "which removes part of the fitting noise that biases the direct form low on a few thousand rows",
         POSITIVE_INT,
     )
     n_blocks: int = hyperparameter(
@@ -160,7 +159,8 @@ class EstimatorConfig:
     )
     batch_size: int = hyperparameter(
         1024,
-        "rows per training step: each row is one noisy draw of the loss, so more rows mean less noise",
+        "rows per training step, dealt out among the members: each row is one noisy draw of the loss, so "
+        "more rows mean less noise",
         POSITIVE_INT,
     )
     max_steps: int = hyperparameter(
@@ -247,6 +247,11 @@ class EstimatorConfig:
             why = rule.why(getattr(self, f.name)) if rule is not None else None
             if why:
                 raise ConfigError(f"{f.name}: {why} (got {getattr(self, f.name)!r})")
+        if self.batch_size < self.members:
+            raise ConfigError(
+                f"batch_size: the batch is dealt out among the {self.members} members, so it needs at least "
+                f"as many rows (got {self.batch_size})"
+            )
         if self.architecture == "moe":
             check_snr_threshold(self.snr_threshold, *self.logsnr_range)
 

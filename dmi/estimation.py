@@ -46,12 +46,16 @@ def denoising_loss(
 
     Rows are laid out stratum by stratum (equal counts), and each row is weighted by its
     stratum's mass over its count, so the loss is unbiased for E_q[‖ε − ε̂‖²]. A denoiser of
-    several ``members`` sees every row once per member, each time with the member's own
-    log-SNR grid shift, noise and dropped y, and the loss is the members' mean: members that
-    differ in their draws as well as their initialisation average away more fitting noise.
+    several ``members`` deals the batch out among them: each member trains on its own share
+    of the rows (the remainder of an uneven split is left out of this step) with its own
+    log-SNR grid shift, noise and dropped y, and the loss is the members' mean. Members that
+    differ in their rows and draws as well as their initialisation average away more fitting
+    noise, and a step costs what one network on the whole batch does.
     """
-    n = x.shape[0]
     members = int(getattr(denoiser, "members", 1))
+    if x.shape[0] < members:
+        raise ValueError(f"a batch of {x.shape[0]} rows cannot be dealt out among {members} members")
+    n = x.shape[0] // members
     strata = check_thresholds(denoiser, proposal)
     counts = split_counts(n, len(strata))
     row_weight = torch.cat(
@@ -62,11 +66,12 @@ def denoising_loss(
         eps = torch.randn_like(x)
         y_present = (torch.rand(n, device=x.device) >= y_drop_prob).to(x.dtype)
     else:
+        x = x[: n * members].reshape(members, n, x.shape[-1])
+        y = y[: n * members].reshape(members, n, y.shape[-1])
         alpha, _ = proposal.stratified(counts, strata, members, device=x.device)
         alpha = alpha.T.contiguous()  # (members, rows), every member's rows in the same strata
-        eps = torch.randn(members, *x.shape, device=x.device, dtype=x.dtype)
+        eps = torch.randn_like(x)
         y_present = (torch.rand(members, n, device=x.device) >= y_drop_prob).to(x.dtype)
-        y = y.unsqueeze(0).expand(members, *y.shape)
     z = add_noise(x, alpha, eps)
     eps_hat = denoiser(z, alpha, y, y_present, tuple(counts))
     per_row = (eps - eps_hat).pow(2).sum(dim=-1)

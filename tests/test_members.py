@@ -97,6 +97,34 @@ def test_the_loss_trains_every_member_on_its_own_draws(architecture: str) -> Non
     assert not torch.allclose(grads[0], grads[1]) and not torch.allclose(grads[1], grads[2])
 
 
+def test_each_member_trains_on_its_own_share_of_the_batch() -> None:
+    """Rows dealt to member 1 move only member 1's gradient; the odd row of an uneven split none."""
+    cfg = EstimatorConfig(model_dim=WIDTH, members=3, gaussian_base=False)
+    denoiser = _randomised(build_denoiser(cfg, DX, DY))
+    torch.manual_seed(3)
+    x, y = torch.randn(61, DX), torch.randn(61, DY)  # 20 rows each, one left over
+
+    def grads(x_rows: torch.Tensor) -> torch.Tensor:
+        denoiser.zero_grad()
+        torch.manual_seed(5)  # the same noise, log-SNR and dropped y for both calls
+        denoising_loss(denoiser, x_rows, y, cfg.proposal(), cfg.y_drop_prob).backward()
+        return denoiser.inner.out.weight.grad.clone()
+
+    before = grads(x)
+    changed = x.clone()
+    changed[20:40] += 1.0  # member 1's share
+    changed[60] += 1.0  # the row left over
+    after = grads(changed)
+    torch.testing.assert_close(after[0], before[0])
+    torch.testing.assert_close(after[2], before[2])
+    assert not torch.allclose(after[1], before[1])
+
+
+def test_a_batch_smaller_than_the_members_is_refused() -> None:
+    with pytest.raises(ConfigError, match="batch_size"):
+        EstimatorConfig(members=4, batch_size=3)
+
+
 def test_one_member_is_the_default_and_a_count_must_be_positive() -> None:
     assert EstimatorConfig().members == 1
     assert build_denoiser(EstimatorConfig(), DX, DY).members == 1
