@@ -61,17 +61,14 @@ def denoising_loss(
     row_weight = torch.cat(
         [torch.full((c,), (hi - lo) / c, device=x.device) for c, (lo, hi) in zip(counts, strata, strict=True) if c]
     )
-    if members == 1:
-        alpha, _ = proposal.stratified(counts, strata, device=x.device)
-        eps = torch.randn_like(x)
-        y_present = (torch.rand(n, device=x.device) >= y_drop_prob).to(x.dtype)
-    else:
-        x = x[: n * members].reshape(members, n, x.shape[-1])
-        y = y[: n * members].reshape(members, n, y.shape[-1])
-        alpha, _ = proposal.stratified(counts, strata, members, device=x.device)
-        alpha = alpha.T.contiguous()  # (members, rows), every member's rows in the same strata
-        eps = torch.randn_like(x)
-        y_present = (torch.rand(members, n, device=x.device) >= y_drop_prob).to(x.dtype)
+    rows: tuple[int, ...] = (n,)
+    alpha, _ = proposal.stratified(counts, strata, None if members == 1 else members, device=x.device)
+    if members > 1:  # (members, rows, ·): each member its share, every member's rows in the same strata
+        rows = (members, n)
+        x, y = (t[: n * members].reshape(*rows, t.shape[-1]) for t in (x, y))
+        alpha = alpha.T.contiguous()
+    eps = torch.randn_like(x)
+    y_present = (torch.rand(rows, device=x.device) >= y_drop_prob).to(x.dtype)
     z = add_noise(x, alpha, eps)
     eps_hat = denoiser(z, alpha, y, y_present, tuple(counts))
     per_row = (eps - eps_hat).pow(2).sum(dim=-1)
