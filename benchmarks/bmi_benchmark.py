@@ -1,7 +1,7 @@
 """bmi's own benchmark: the 40 ``bmi.benchmark.BENCHMARK_TASKS`` at 5,000 samples, dmi beside bmi's peers.
 
 Every estimator gets the whole sample, as bmi's protocol gives it, and splits it itself: dmi
-with the library defaults (``DiffusionMI``: test 10 %, validation 10 % of the rest), the peers
+with the library defaults (``DiffusionMI``: test 30 %, validation 10 % of the rest), the peers
 with bmi's defaults (KSG, CCA, and the neural critics InfoNCE, MINE, NWJ and Donsker–Varadhan,
 which score on half the sample). Nothing is tuned per task. A success is
 |estimate − truth| ≤ max(0.1 nats, 10 % of the truth).
@@ -10,7 +10,7 @@ which score on half the sample). Nothing is tuned per task. A success is
     python benchmarks/bmi_benchmark.py --estimators all --seeds 0 1 2
     python benchmarks/bmi_benchmark.py --report_only         # tables and plot from the saved CSV
     python benchmarks/bmi_benchmark.py --estimators dmi-unified-previous --tasks ...   # the defaults before selection
-    python benchmarks/bmi_benchmark.py --estimators dmi-unified-4x32      # four packed members (opt-in)
+    python benchmarks/bmi_benchmark.py --estimators dmi-unified-one       # the defaults until 2026-12-07
 
 Jobs run in ``--workers`` processes with one thread each. Results are appended to
 ``bmi-benchmark.csv`` under ``--out`` as each job ends (atomically), and a rerun skips the
@@ -38,15 +38,19 @@ from benchmarks.peers import PeerSettings, run_peer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_SAMPLES = 5000
-DMI = ("dmi-unified", "dmi-moe", "dmi-unified-4x32", "dmi-unified-previous")
+DMI = ("dmi-unified", "dmi-moe", "dmi-unified-one", "dmi-moe-one", "dmi-unified-4x32", "dmi-unified-previous")
 # The defaults before held-out selection, for before/after runs: no validation split (30k steps,
-# last weights), standardisation only, the raw-moment Gaussian base, 10 % test split.
-PREVIOUS = {"val_fraction": 0.0, "preprocess": "rescale", "test_fraction": 0.1}
+# last weights), standardisation only, the raw-moment Gaussian base, one network, 10 % test split.
+PREVIOUS = {"val_fraction": 0.0, "preprocess": "rescale", "test_fraction": 0.1, "members": 1}
 # dmi estimators other than the library defaults: what they change.
 OPTIONS = {
     "dmi-unified-previous": PREVIOUS,
-    # Four packed members of width 32, the batch of 2048 dealt out among them, predictions averaged.
-    "dmi-unified-4x32": {"members": 4, "model_dim": 32, "batch_size": 2048},
+    # The defaults until 2026-12-07: one network of width 64 at batch 1024 whatever the sample, patience 10.
+    "dmi-unified-one": {"members": 1, "patience": 10},
+    "dmi-moe-one": {"members": 1, "patience": 10},
+    # Four packed members of width 32, the batch of 2048 dealt out among them, predictions averaged (what
+    # members=None picks on bmi's 5,000 samples), with the former patience of 10.
+    "dmi-unified-4x32": {"members": 4, "model_dim": 32, "batch_size": 2048, "patience": 10},
 }
 PEERS = ("ksg", "cca", "infonce", "mine", "nwj", "dv")
 DEFAULT_ESTIMATORS = ("dmi-unified", "dmi-moe", "ksg", "cca")

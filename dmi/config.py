@@ -33,6 +33,10 @@ LR_SCHEDULES = ("cosine", "constant")
 # Share of a sample that DiffusionMI and `dmi estimate` keep for the estimate. Its SE is
 # sqrt(Var[pmi] / n_test) however well the denoiser trained, so a small test split is noisy.
 TEST_FRACTION = 0.3
+# members=None packs this many half-width networks below this many training rows
+# (benchmarks/results/bmi-benchmark-attempts.md: where packing pays and where it stops paying).
+PACKED_MEMBERS = 4
+PACK_BELOW_ROWS = 8_000
 
 
 @dataclass(frozen=True)
@@ -117,15 +121,18 @@ class EstimatorConfig:
     )
     model_dim: int = hyperparameter(
         64,
-        "hidden width of every layer of the denoiser, honoured as given",
+        "hidden width of every layer of the denoiser; halved for each of the four networks that members=None "
+        "packs on a small sample",
         POSITIVE_INT,
     )
-    members: int = hyperparameter(
-        1,
-        "independently initialised networks of width model_dim, packed side by side; each step deals "
-        "the batch out among them, each with its own noise draws, and every prediction is their mean, "
-        "which removes part of the fitting noise that biases the direct form low on a few thousand rows",
-        POSITIVE_INT,
+    members: int | None = hyperparameter(
+        None,
+        "independently initialised networks packed side by side; each step deals the batch out among them, "
+        "each with its own noise draws, and every prediction is their mean, which removes part of the fitting "
+        "noise that biases the direct form low on a few thousand rows. None (automatic): below "
+        f"{PACK_BELOW_ROWS:,} training rows, {PACKED_MEMBERS} networks of half model_dim on twice batch_size "
+        "(the step cost of one network); one network of model_dim above, where it learns more than the four",
+        Rule(positive_int_problem, (("ge", 1),), optional=True),
     )
     n_blocks: int = hyperparameter(
         3,
@@ -159,8 +166,8 @@ class EstimatorConfig:
     )
     batch_size: int = hyperparameter(
         1024,
-        "rows per training step, dealt out among the members: each row is one noisy draw of the loss, so "
-        "more rows mean less noise",
+        "rows per training step, dealt out among the members (doubled where members=None packs four): each "
+        "row is one noisy draw of the loss, so more rows mean less noise",
         POSITIVE_INT,
     )
     max_steps: int = hyperparameter(
@@ -222,7 +229,7 @@ class EstimatorConfig:
         Rule(_optional_interval, (("ge", 1),), optional=True),
     )
     patience: int = hyperparameter(
-        10,
+        6,
         "held-out evaluations without a significant improvement before training stops",
         POSITIVE_INT,
     )
@@ -247,13 +254,24 @@ class EstimatorConfig:
             why = rule.why(getattr(self, f.name)) if rule is not None else None
             if why:
                 raise ConfigError(f"{f.name}: {why} (got {getattr(self, f.name)!r})")
-        if self.batch_size < self.members:
+        if self.members is not None and self.batch_size < self.members:
             raise ConfigError(
                 f"batch_size: the batch is dealt out among the {self.members} members, so it needs at least "
                 f"as many rows (got {self.batch_size})"
             )
         if self.architecture == "moe":
             check_snr_threshold(self.snr_threshold, *self.logsnr_range)
+
+    def for_training_rows(self, n_rows: int) -> EstimatorConfig:
+        """This configuration with ``members=None`` made explicit for ``n_rows`` training rows.
+
+        Packing keeps the step cost: four networks of half the width, each dealt half a batch.
+        """
+        if self.members is not None:
+            return self
+        if PACKED_MEMBERS <= n_rows < PACK_BELOW_ROWS and self.model_dim >= 2:
+            return self.replace(members=PACKED_MEMBERS, model_dim=self.model_dim // 2, batch_size=2 * self.batch_size)
+        return self.replace(members=1)
 
     @property
     def logsnr_range(self) -> tuple[float, float]:

@@ -26,13 +26,16 @@ PRE_Y_SQUARES = {"y_squares": False}
 
 
 def build_denoiser(cfg: EstimatorConfig, dim_x: int, dim_y: int) -> Denoiser:
-    """The architecture is only which inner network the one ``Denoiser`` wraps."""
+    """The architecture is only which inner network the one ``Denoiser`` wraps.
 
+    ``members=None`` is sized by the training rows (``EstimatorConfig.for_training_rows``); without them, one.
+    """
+    members = cfg.members or 1
     if cfg.architecture == "unified":
-        inner = ResidualMLP(dim_x, dim_y, cfg.model_dim, cfg.n_blocks, n_experts=cfg.members, y_squares=cfg.y_squares)
+        inner = ResidualMLP(dim_x, dim_y, cfg.model_dim, cfg.n_blocks, n_experts=members, y_squares=cfg.y_squares)
     else:
         inner = MixtureOfExperts(
-            dim_x, dim_y, cfg.model_dim, cfg.n_blocks, cfg.snr_threshold, cfg.y_squares, members=cfg.members
+            dim_x, dim_y, cfg.model_dim, cfg.n_blocks, cfg.snr_threshold, cfg.y_squares, members=members
         )
     # Placeholder moments (identity) so checkpoints load into the right shapes.
     base = GaussianDenoiser(np.eye(dim_x + dim_y), dim_x) if cfg.gaussian_base else None
@@ -49,7 +52,10 @@ class DiffusionMIModule(pl.LightningModule):
     def __init__(self, dim_x: int, dim_y: int, **hparams: Any) -> None:
         super().__init__()
         # A checkpoint saved before y_squares existed holds a network without y² inputs.
+        # One saved before members existed, or built without training rows to size it, is one network.
         hparams = {**PRE_Y_SQUARES, **hparams}
+        if hparams.get("members") is None:
+            hparams["members"] = 1
         self.save_hyperparameters({"dim_x": dim_x, "dim_y": dim_y, **hparams})
         self.automatic_optimization = False
         self.cfg = EstimatorConfig.from_dict(hparams)

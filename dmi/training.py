@@ -72,6 +72,7 @@ def _build_module(
     """``build_module``, and the training (and held-out) rows under the chosen preprocessing."""
     # A sweep's rows come read-only from Ray's object store; torch warns before sharing such memory.
     x_train, y_train = np.require(x_train, requirements="W"), np.require(y_train, requirements="W")
+    cfg = cfg.for_training_rows(len(x_train))
     if x_val is not None and y_val is not None:
         x_val, y_val = np.require(x_val, requirements="W"), np.require(y_val, requirements="W")
     module = DiffusionMIModule(x_train.shape[1], y_train.shape[1], **cfg.as_dict())
@@ -113,8 +114,14 @@ def fit_preprocessing(module: DiffusionMIModule, method: str, x: np.ndarray, y: 
 
 
 def fitted_choices(module: DiffusionMIModule) -> dict[str, Any]:
-    """What the training data chose: the preprocessing, and the Gaussian base's regularisation."""
-    out: dict[str, Any] = {"preprocessing": module.preprocessing}
+    """What the training data chose: the networks (members=None), the preprocessing, the Gaussian base."""
+    cfg = module.cfg
+    out: dict[str, Any] = {
+        "preprocessing": module.preprocessing,
+        "members": cfg.members,
+        "member_width": cfg.model_dim,
+        "batch_rows": cfg.batch_size,
+    }
     base = module.denoiser.base
     if base is not None:
         out.update(
@@ -215,6 +222,7 @@ def fit(
         x_train, y_train, x_val, y_val = holdout_split(x_train, y_train, cfg.val_fraction, cfg.seed)
     elif x_val is not None:
         x_val, y_val = validate_sample(x_val, y_val, min_samples=2)
+    cfg = cfg.for_training_rows(len(x_train))  # members=None: packed or not, by the training rows
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     if module is None:
         module, (px, py, vx, vy) = _build_module(cfg, x_train, y_train, x_val, y_val)

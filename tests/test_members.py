@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from dmi.config import EstimatorConfig
+from dmi.config import PACK_BELOW_ROWS, EstimatorConfig
 from dmi.denoisers import Denoiser, GaussianDenoiser
 from dmi.diffusion import LogSNRProposal
 from dmi.errors import ConfigError
 from dmi.estimation import denoising_loss, estimate_mi
 from dmi.module import build_denoiser
 from dmi.networks import MixtureOfExperts, ResidualMLP
+from dmi.training import fit, fitted_choices
 
 DX, DY, WIDTH, BLOCKS = 3, 2, 8, 2
 
@@ -125,11 +127,36 @@ def test_a_batch_smaller_than_the_members_is_refused() -> None:
         EstimatorConfig(members=4, batch_size=3)
 
 
-def test_one_member_is_the_default_and_a_count_must_be_positive() -> None:
-    assert EstimatorConfig().members == 1
-    assert build_denoiser(EstimatorConfig(), DX, DY).members == 1
+def test_automatic_members_pack_four_half_width_networks_on_a_small_sample_only() -> None:
+    """members=None keeps one step's cost: four networks of half the width, twice the batch, below the rows cut."""
+    auto = EstimatorConfig()
+    assert auto.members is None
+    small = auto.for_training_rows(PACK_BELOW_ROWS - 1)
+    assert (small.members, small.model_dim, small.batch_size) == (4, auto.model_dim // 2, 2 * auto.batch_size)
+    large = auto.for_training_rows(PACK_BELOW_ROWS)
+    assert (large.members, large.model_dim, large.batch_size) == (1, auto.model_dim, auto.batch_size)
+    assert auto.for_training_rows(3).members == 1  # fewer rows than members: one network
+    given = EstimatorConfig(members=2)
+    assert given.for_training_rows(10) is given  # a given count is honoured as given
+    assert build_denoiser(auto, DX, DY).members == 1  # built without rows to size it: one network
     with pytest.raises(ConfigError, match="members"):
         EstimatorConfig(members=0)
+
+
+def test_fit_packs_by_the_rows_it_trains_on_and_says_so() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, DX))
+    y = x[:, :DY] + rng.normal(size=(300, DY))
+    cfg = EstimatorConfig(model_dim=8, n_blocks=1, max_steps=4, batch_size=64, val_interval=2)
+    module, _ = fit(cfg, x, y)
+    choices = fitted_choices(module)
+    assert (module.denoiser.members, choices["members"], choices["member_width"], choices["batch_rows"]) == (
+        4,
+        4,
+        4,
+        128,
+    )
+    assert module.hparams["members"] == 4  # what a checkpoint rebuilds
 
 
 def test_members_at_initialisation_give_the_gaussian_base_estimate() -> None:

@@ -377,7 +377,9 @@ def parse_estimator(sec: Section) -> dict[str, Any]:
     unknown = sorted(str(k) for k in sec.values if k not in defaults)
     if unknown:
         raise fail(sec.field(unknown[0]), f"unknown hyperparameter (fields: {', '.join(defaults)})")
-    fixed = {k: sec.take(k, type(defaults[k])) for k in list(sec.values)}
+    # A field whose default is None (members, val_interval) takes an integer or null.
+    kinds = {k: (int, type(None)) if v is None else type(v) for k, v in defaults.items()}
+    fixed = {k: sec.take(k, kinds[k]) for k in list(sec.values)}
     sec.finish()
     try:
         EstimatorConfig.from_dict(fixed)

@@ -36,9 +36,11 @@ NAMED_FIELDS = frozenset(
         "preprocess",
         "seed",
         "val_interval",
+        "members",
     }
 )
 ORIGINAL_MODEL_DIM = 64
+ORIGINAL_MEMBERS = 1  # the original trains one network whatever the sample size
 
 
 def field_option_help(name: str, default: str = "%(default)s", note: str = "") -> str:
@@ -83,6 +85,12 @@ def add_estimator_options(parser: argparse.ArgumentParser, *, original_defaults:
     )
     model_dim = ORIGINAL_MODEL_DIM if original_defaults else lib.model_dim
     est.add_argument("--model_dim", type=int, metavar="N", default=model_dim, help=field_option_help("model_dim"))
+    est.add_argument(
+        "--members",
+        metavar="N|auto",
+        default=ORIGINAL_MEMBERS if original_defaults else "auto",
+        help=field_option_help("members", note="'auto' is None"),
+    )
     est.add_argument(
         "--logsnr_loc",
         type=float,
@@ -250,6 +258,16 @@ def check_common(args: argparse.Namespace) -> None:
         "test_batch_size",
     )
     args.threads = parse_threads(args.threads)
+    args.members = parse_members(args.members)
+
+
+def parse_members(text: str | int | None) -> int | None:
+    """``--members``: ``auto`` (None) or a positive integer (``UsageError`` otherwise)."""
+    if text is None or text == "auto":
+        return None
+    if str(text).isdigit() and int(text) > 0:
+        return int(text)
+    raise UsageError(f"--members must be a positive integer or 'auto', got {text!r}")
 
 
 def parse_threads(text: str | int) -> int | str:
@@ -292,6 +310,7 @@ def resolve_config(
         "architecture": architecture(args),
         "snr_threshold": args.snr_threshold,
         "model_dim": args.model_dim,
+        "members": parse_members(args.members),
         "learning_rate": lr,
         "batch_size": batch,
         "max_steps": budget.max_steps,

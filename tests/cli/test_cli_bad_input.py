@@ -21,6 +21,7 @@ TRAIN_CASES = [
     (["--test_num", "1"], "too few samples to split"),
     (["--batch_size", "0"], "--batch_size must be > 0"),
     (["--model_dim", "-1"], "--model_dim must be > 0"),
+    (["--members", "0"], "--members must be a positive integer or 'auto'"),
     (["--max_epochs", "0"], "--max_epochs must be > 0"),
     (["--max_steps", "-3"], "--max_steps must be > 0"),
     (["--run_all", "--dims", "0"], "--dims values must be > 0"),
@@ -88,6 +89,7 @@ ESTIMATE_CASES = [
     (["good.npz", "--test_fraction", "1.5"], "--test_fraction must be in (0, 1)"),
     (["good.npz", "--batch_size", "-2"], "--batch_size must be > 0"),
     (["good.npz", "--model_dim", "0"], "--model_dim must be > 0"),
+    (["good.npz", "--members", "many"], "--members must be a positive integer or 'auto'"),
 ]
 
 

@@ -116,6 +116,9 @@ def test_original_defaults_follow_the_dimension() -> None:
     cfg, budget = resolve_config(parse(["train"]), 3, 100000, original_defaults=True)
     assert (cfg.learning_rate, cfg.batch_size, budget.max_epochs) == (1e-3, 128, 500)
     assert cfg.max_steps == 500 * (100000 // 128) and cfg.model_dim == 64 and cfg.seed == 42
+    assert cfg.members == 1  # the original's one network, whatever the sample size
+    assert resolve_config(parse(["estimate", "d.npz"]), 3, 5000, original_defaults=False)[0].members is None
+    assert resolve_config(parse(["train", "--members", "auto"]), 3, 1000, original_defaults=True)[0].members is None
     cfg, budget = resolve_config(parse(["train"]), 10, 100000, original_defaults=True)
     assert (cfg.learning_rate, cfg.batch_size, budget.max_epochs) == (2e-3, 256, 750)
     cfg, _ = resolve_config(parse(["train", "--batch_size", "64"]), 3, 100000, original_defaults=True)

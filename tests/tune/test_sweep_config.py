@@ -29,6 +29,7 @@ BAD = {
     "unknown estimator key": (dict(estimator={"colour": 1}), "estimator.colour"),
     "wrong estimator type": (dict(estimator={"max_steps": "many"}), "estimator.max_steps"),
     "wrong bool type": (dict(estimator={"gaussian_base": "yes"}), "estimator.gaussian_base"),
+    "wrong members type": (dict(estimator={"members": "four"}), "estimator.members"),
     "wrong bound type": (
         dict(search=_search(model_dim={"low": "8", "high": 16})),
         "search.params.model_dim.low",
@@ -131,6 +132,15 @@ def test_unknown_sweep_name_exits_2(tmp_path, capsys) -> None:
 def test_shipped_configs_are_valid(path) -> None:
     cfg = load_config(path)
     assert cfg.search.num_samples >= 1 and cfg.scheduler.max_t >= 1
+
+
+def test_fields_whose_default_is_none_take_an_integer_or_null(tmp_path) -> None:
+    """members and val_interval default to None (automatic); a sweep may fix them."""
+    fixed = {"members": 1, "val_interval": 40}
+    cfg = load_config(write_config(tmp_path, tiny_config(estimator={**TINY["estimator"], **fixed})))
+    assert (cfg.base_estimator().members, cfg.base_estimator().val_interval) == (1, 40)
+    cfg = load_config(write_config(tmp_path, tiny_config(estimator={**TINY["estimator"], "members": None})))
+    assert cfg.base_estimator().members is None
 
 
 def test_shipped_sweeps_cover_the_issue() -> None:
